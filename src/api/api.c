@@ -1,0 +1,179 @@
+/* api.c — request routing, error bodies, request ids, request logs. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api/api.h"
+#include "core/json.h"
+#include "metrics/metrics.h"
+#include "upstream/upstream.h"
+
+static void api_errorv(struct req *r, int status, struct str extra, const char *type,
+		       const char *code, const char *fmt, va_list ap)
+{
+	char msg[512];
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_cstr(&b, "{\"error\":{\"message\":");
+	json_write_cstr(&b, msg);
+	buf_append_cstr(&b, ",\"type\":");
+	json_write_cstr(&b, type);
+	buf_append_cstr(&b, ",\"param\":null,\"code\":");
+	if (code)
+		json_write_cstr(&b, code);
+	else
+		buf_append_cstr(&b, "null");
+	buf_append_cstr(&b, "}}");
+	char *body = arena_strndup(r->arena, b.p, b.n);
+	struct http_resp resp = { .status = status,
+				  .content_type = "application/json",
+				  .extra_headers = extra,
+				  .body = str_make(body, b.n) };
+	buf_clear(&b);
+	if (!r->error_kind)
+		r->error_kind = code ? code : type;
+	http_respond(r, &resp);
+}
+
+void api_error_openai(struct req *r, int status, const char *type, const char *code,
+		      const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	api_errorv(r, status, STR_NULL, type, code, fmt, ap);
+	va_end(ap);
+}
+
+void api_error_openai_h(struct req *r, int status, struct str extra, const char *type,
+			const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	api_errorv(r, status, extra, type, code, fmt, ap);
+	va_end(ap);
+}
+
+void api_request_id(struct req *r)
+{
+	const struct str *h = http_header_get(&r->head, "x-request-id");
+	if (h && h->n > 0 && h->n < sizeof r->id) {
+		bool ok = true;
+		for (size_t i = 0; i < h->n && ok; i++) {
+			char c = h->p[i];
+			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':';
+		}
+		if (ok) {
+			memcpy(r->id, h->p, h->n);
+			r->id[h->n] = 0;
+			return;
+		}
+	}
+	uint64_t a = rand_fast(), b = rand_fast();
+	snprintf(r->id, sizeof r->id, "%016llx%016llx", (unsigned long long)a,
+		 (unsigned long long)b);
+}
+
+void api_request_done(struct req *r)
+{
+	uint64_t dur = clock_mono_ns() - r->t_start_ns;
+	metrics_request(r->w->metrics, r->api, r->model, r->provider ? r->provider : "",
+			r->status, dur, r->prompt_tokens, r->completion_tokens);
+	if (!r->rt->cfg->log_requests)
+		return;
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_cstr(&b, "\"id\":");
+	json_write_cstr(&b, r->id);
+	buf_append_cstr(&b, ",\"method\":");
+	json_write_str(&b, r->head.method);
+	buf_append_cstr(&b, ",\"path\":");
+	/* client-controlled: escape, and never trust it to be UTF-8 */
+	if (json_utf8_valid(r->head.path.p, UMB_MIN(r->head.path.n, (size_t)256)))
+		json_write_str(&b, str_make(r->head.path.p, UMB_MIN(r->head.path.n, (size_t)256)));
+	else
+		buf_append_cstr(&b, "\"(invalid utf-8)\"");
+	buf_append_cstr(&b, ",\"model\":");
+	json_write_cstr(&b, r->model);
+	buf_append_cstr(&b, ",\"provider\":");
+	json_write_cstr(&b, r->provider ? r->provider : "");
+	buf_append_cstr(&b, ",\"endpoint\":");
+	json_write_cstr(&b, r->endpoint ? r->endpoint : "");
+	buf_printf(&b,
+		   ",\"status\":%d,\"latency_ms\":%.3f,\"upstream_ms\":%.3f,\"prompt_tokens\":%llu,"
+		   "\"completion_tokens\":%llu,\"stream\":%s,\"attempts\":%d,\"peer\":\"%s\"",
+		   r->status, dur / 1e6, r->upstream_ns / 1e6,
+		   (unsigned long long)r->prompt_tokens,
+		   (unsigned long long)r->completion_tokens, r->stream ? "true" : "false",
+		   r->attempts, r->peer);
+	if (r->error_kind) {
+		buf_append_cstr(&b, ",\"error\":");
+		json_write_cstr(&b, r->error_kind);
+	}
+	log_emit(LOG_INFO, b.p, "request");
+	buf_clear(&b);
+}
+
+static void api_health(struct req *r)
+{
+	bool draining = http_is_draining(r);
+	struct http_resp resp = {
+		.status = draining ? 503 : 200,
+		.content_type = "application/json",
+		.body = draining ? STR("{\"status\":\"draining\"}") : STR("{\"status\":\"ok\"}"),
+	};
+	http_respond(r, &resp);
+}
+
+static void api_metrics(struct req *r)
+{
+	struct buf *b = arena_alloc(r->arena, sizeof *b);
+	buf_init(b, 0);
+	arena_cleanup_add(r->arena, (arena_cleanup_cb)buf_clear, b);
+	if (metrics_render(b, upstream_metrics, r->rt)) {
+		api_error_openai(r, 500, "api_error", NULL, "cannot render metrics");
+		return;
+	}
+	struct http_resp resp = { .status = 200,
+				  .content_type = METRICS_CONTENT_TYPE,
+				  .body = buf_str(b) };
+	http_respond(r, &resp);
+}
+
+struct route {
+	const char *path;
+	const char *method;
+	void (*fn)(struct req *r);
+	const char *api;
+};
+
+static const struct route routes[] = {
+	{ "/v1/chat/completions", "POST", api_openai_chat, "chat" },
+	{ "/v1/embeddings", "POST", api_openai_embeddings, "embeddings" },
+	{ "/v1/models", "GET", api_openai_models, "models" },
+	{ "/health", "GET", api_health, "health" },
+	{ "/metrics", "GET", api_metrics, "metrics" },
+};
+
+void api_dispatch(struct req *r)
+{
+	struct str path = r->head.path;
+	/* tolerate a trailing slash, as clients joining base URLs produce */
+	if (path.n > 1 && path.p[path.n - 1] == '/')
+		path.n--;
+	for (size_t i = 0; i < UMB_ARRAY_LEN(routes); i++) {
+		if (!str_eq_cstr(path, routes[i].path))
+			continue;
+		r->api = routes[i].api;
+		bool head_ok = !strcmp(routes[i].method, "GET") && str_eq_cstr(r->head.method, "HEAD");
+		if (!str_eq_cstr(r->head.method, routes[i].method) && !head_ok) {
+			struct str allow = str_cstr(arena_printf(r->arena, "allow: %s\r\n", routes[i].method));
+			api_error_openai_h(r, 405, allow, "invalid_request_error", "method_not_allowed",
+					   "method not allowed; use %s", routes[i].method);
+			return;
+		}
+		routes[i].fn(r);
+		return;
+	}
+	api_error_openai(r, 404, "not_found_error", "unknown_url", "unknown path");
+}

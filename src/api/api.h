@@ -1,0 +1,30 @@
+/* api.h — the ingress dialects: routes requests to their handlers, owns
+ * the one place where errors become OpenAI-shaped bodies, request ids,
+ * and the per-request log line and metrics. */
+#ifndef UMB_API_H
+#define UMB_API_H
+
+#include "http/http.h"
+
+/** Route a complete request to its handler. */
+void api_dispatch(struct req *r);
+/** Set r->id from a sane client x-request-id, else a fresh random one. */
+void api_request_id(struct req *r);
+/** The request is over: one log line and the metrics. */
+void api_request_done(struct req *r);
+
+/** Answer with an OpenAI-dialect error body
+ * {"error":{"message","type","param","code"}} and finish the request. */
+void api_error_openai(struct req *r, int status, const char *type, const char *code,
+		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/** Same, with extra preformatted header lines (e.g. retry-after). */
+void api_error_openai_h(struct req *r, int status, struct str extra_headers,
+			const char *type, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/* handlers (api/openai.c) */
+void api_openai_chat(struct req *r);
+void api_openai_embeddings(struct req *r);
+void api_openai_models(struct req *r);
+
+#endif

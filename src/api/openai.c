@@ -1,0 +1,208 @@
+/* openai.c — the OpenAI ingress dialect: /v1/chat/completions,
+ * /v1/embeddings and /v1/models.
+ *
+ * A request body is validated once (core/json.c: strict RFC 8259, UTF-8
+ * checked) and only its top-level members are looked at; the body then
+ * travels upstream as it came, edited in place by the provider. */
+#include <stdio.h>
+
+#include "api/api.h"
+#include "core/json.h"
+#include "upstream/upstream.h"
+
+#define API_MAX_MEMBERS 128
+
+static const char *type_name(enum json_type t)
+{
+	switch (t) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_NUMBER: return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE: return "a boolean";
+	case JSON_NULL: return "null";
+	default: return "invalid";
+	}
+}
+
+/* Parse the body and check the top-level members' types. On failure an
+ * error has been sent and false is returned. */
+struct parsed {
+	struct json_member m[API_MAX_MEMBERS];
+	size_t n;
+	struct json_val root;
+};
+
+static const struct json_val *get(const struct parsed *p, const char *key)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (json_key_eq(p->m[i].key_raw, key))
+			return &p->m[i].val;
+	return NULL;
+}
+
+static bool parse_body(struct req *r, struct parsed *p)
+{
+	struct json_err err = { 0 };
+	if (r->body.n == 0) {
+		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+				 "request body is empty; expected a JSON object");
+		return false;
+	}
+	if (json_parse_top(r->body.p, r->body.n, p->m, API_MAX_MEMBERS, &p->n, &p->root, &err)) {
+		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+				 "request body is not valid JSON: %s at byte %zu", err.msg, err.off);
+		return false;
+	}
+	if (p->root.type != JSON_OBJECT) {
+		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+				 "request body must be a JSON object, not %s", type_name(p->root.type));
+		return false;
+	}
+	return true;
+}
+
+/* Check that `key`, when present and not null, has one of the types. */
+static bool want_type(struct req *r, const struct parsed *p, const char *key, bool required,
+		      enum json_type t1, enum json_type t2, const char *expected)
+{
+	const struct json_val *v = get(p, key);
+	if (!v || (v->type == JSON_NULL && !required)) {
+		if (!required)
+			return true;
+		api_error_openai(r, 400, "invalid_request_error", "missing_required_parameter",
+				 "'%s' is required", key);
+		return false;
+	}
+	if (v->type == t1 || v->type == t2)
+		return true;
+	api_error_openai(r, 400, "invalid_request_error", "invalid_type",
+			 "'%s' must be %s, not %s", key, expected, type_name(v->type));
+	return false;
+}
+
+/* Resolve the model member to a configured model; errors are sent. */
+static const struct cfg_model *resolve_model(struct req *r, const struct parsed *p,
+					     struct str *name)
+{
+	const struct json_val *v = get(p, "model");
+	struct buf b;
+	buf_init(&b, 1024);
+	if (json_str_decode(*v, &b)) {
+		buf_clear(&b);
+		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+				 "'model' is too long");
+		return NULL;
+	}
+	*name = str_cstr(arena_strndup(r->arena, b.p ? b.p : "", b.n));
+	buf_clear(&b);
+	const struct cfg_model *m = config_find_model(r->rt->cfg, *name);
+	if (!m) {
+		/* the name is client input: bounded and escaped by the writer */
+		api_error_openai(r, 404, "not_found_error", "model_not_found",
+				 "The model '%.*s' does not exist or you do not have access to it.",
+				 (int)UMB_MIN(name->n, (size_t)200), name->p);
+		return NULL;
+	}
+	return m;
+}
+
+void api_openai_chat(struct req *r)
+{
+	struct parsed *p = arena_alloc(r->arena, sizeof *p);
+	if (!parse_body(r, p))
+		return;
+	if (!want_type(r, p, "model", true, JSON_STRING, JSON_STRING, "a string") ||
+	    !want_type(r, p, "messages", true, JSON_ARRAY, JSON_ARRAY, "an array") ||
+	    !want_type(r, p, "stream", false, JSON_TRUE, JSON_FALSE, "a boolean") ||
+	    !want_type(r, p, "stream_options", false, JSON_OBJECT, JSON_OBJECT, "an object") ||
+	    !want_type(r, p, "max_tokens", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, "max_completion_tokens", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, "temperature", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, "top_p", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, "n", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, "tools", false, JSON_ARRAY, JSON_ARRAY, "an array"))
+		return;
+	const struct json_val *msgs = get(p, "messages");
+	struct json_iter it;
+	struct json_val msg, role;
+	size_t n_msgs = 0;
+	json_iter_init(&it, *msgs);
+	while (json_arr_next(&it, &msg)) {
+		if (msg.type != JSON_OBJECT || !json_obj_get(msg, "role", &role) ||
+		    role.type != JSON_STRING) {
+			api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+					 "messages[%zu] must be an object with a string 'role'", n_msgs);
+			return;
+		}
+		n_msgs++;
+	}
+	if (!n_msgs) {
+		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+				 "'messages' must contain at least one message");
+		return;
+	}
+	struct upstream_call call = { .op = UPSTREAM_CHAT, .body = r->body,
+				      .members = p->m, .n_members = p->n };
+	const struct json_val *st = get(p, "stream");
+	call.stream = st && st->type == JSON_TRUE;
+	const struct json_val *so = get(p, "stream_options");
+	struct json_val iu;
+	if (so && so->type == JSON_OBJECT && json_obj_get(*so, "include_usage", &iu)) {
+		if (iu.type != JSON_TRUE && iu.type != JSON_FALSE && iu.type != JSON_NULL) {
+			api_error_openai(r, 400, "invalid_request_error", "invalid_type",
+					 "'stream_options.include_usage' must be a boolean");
+			return;
+		}
+		call.client_wants_usage = iu.type == JSON_TRUE;
+	}
+	r->stream = call.stream;
+	call.model = resolve_model(r, p, &call.requested_model);
+	if (!call.model)
+		return;
+	upstream_forward(r, &call);
+}
+
+void api_openai_embeddings(struct req *r)
+{
+	struct parsed *p = arena_alloc(r->arena, sizeof *p);
+	if (!parse_body(r, p))
+		return;
+	if (!want_type(r, p, "model", true, JSON_STRING, JSON_STRING, "a string") ||
+	    !want_type(r, p, "input", true, JSON_STRING, JSON_ARRAY, "a string or an array"))
+		return;
+	struct upstream_call call = { .op = UPSTREAM_EMBEDDINGS, .body = r->body,
+				      .members = p->m, .n_members = p->n };
+	call.model = resolve_model(r, p, &call.requested_model);
+	if (!call.model)
+		return;
+	upstream_forward(r, &call);
+}
+
+void api_openai_models(struct req *r)
+{
+	const struct config *cfg = r->rt->cfg;
+	struct buf *b = arena_alloc(r->arena, sizeof *b);
+	buf_init(b, 0);
+	arena_cleanup_add(r->arena, (arena_cleanup_cb)buf_clear, b);
+	buf_append_cstr(b, "{\"object\":\"list\",\"data\":[");
+	bool first = true;
+	for (size_t i = 0; i < cfg->n_models; i++) {
+		const struct cfg_model *m = &cfg->models[i];
+		if (m->is_glob)
+			continue; /* a pattern is not a model a client can name */
+		if (!first)
+			buf_append(b, ",", 1);
+		first = false;
+		buf_append_cstr(b, "{\"id\":");
+		json_write_cstr(b, m->name);
+		buf_append_cstr(b, ",\"object\":\"model\",\"created\":0,\"owned_by\":");
+		json_write_cstr(b, m->provider->name);
+		buf_append(b, "}", 1);
+	}
+	buf_append_cstr(b, "]}");
+	struct http_resp resp = { .status = 200, .content_type = "application/json",
+				  .body = buf_str(b) };
+	http_respond(r, &resp);
+}

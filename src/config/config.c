@@ -1,0 +1,1973 @@
+/* config.c — YAML text → validated, immutable struct config.
+ *
+ * Loading is driven by one key table per section (name, kind, offset,
+ * default, range, validator), in the spirit of redis standardConfig and
+ * nginx ngx_command_t: the same tables apply defaults, reject unknown keys
+ * with a did-you-mean, and are what docs/config.md documents (a unit test
+ * checks that every key in the tables appears there).
+ *
+ * We use libyaml's document API because its nodes carry marks, so every
+ * error can say "FILE:LINE: path: what was wrong, what was expected".
+ * The first error stops the load; all memory lives in one arena, so an
+ * error path is just arena_free(). */
+#include "config/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+/* A scalar value may not grow past this after ${ENV} expansion. */
+#define CFG_MAX_VALUE (64 * 1024)
+/* Config files larger than this are surely a mistake. */
+#define CFG_MAX_FILE (16 * 1024 * 1024)
+/* Bound on nodes walked: YAML aliases can make a small file expand a lot. */
+#define CFG_MAX_VISITS 1000000UL
+/* Keys per section (the `seen` bitmap below). */
+#define CFG_MAX_KEYS 64
+/* Headers per mapping, fallbacks per model: the checks are quadratic. */
+#define CFG_MAX_LIST 100
+/* sun_path is 108 bytes on Linux, NUL included. */
+#define CFG_MAX_UNIX_PATH 107
+
+#define NODE_LINE(n) ((int)(n)->start_mark.line + 1)
+
+/* ---- load context ---- */
+
+struct cfg_ctx {
+	struct config *cfg;
+	struct arena *a;
+	yaml_document_t *doc;
+	const char *name;        /* file name used in messages */
+	struct config_err *err;
+	char path[256];          /* dotted path of the key being loaded */
+	size_t path_len;
+	unsigned long visits;
+	enum provider_type ptype; /* type of the provider being loaded */
+	yaml_node_t *models_node; /* loaded after providers (see cfg_load_models) */
+	size_t cur_model;
+	int **fb_lines;           /* [model][i]: line of fallbacks[i] */
+};
+
+/* Format "NAME:LINE: msg" without the key path (the caller puts the path
+ * in the message itself). Always returns UMB_ERR. */
+__attribute__((format(printf, 3, 4))) static int
+cfg_err_raw(struct cfg_ctx *c, int line, const char *fmt, ...)
+{
+	char msg[448];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(c->err->msg, sizeof(c->err->msg), "%s:%d: %s", c->name,
+		 line > 0 ? line : 1, msg);
+	return UMB_ERR;
+}
+
+/* Format "NAME:LINE: path: msg". Always returns UMB_ERR. */
+__attribute__((format(printf, 3, 4))) static int
+cfg_err(struct cfg_ctx *c, int line, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c->path_len)
+		return cfg_err_raw(c, line, "%s: %s", c->path, msg);
+	return cfg_err_raw(c, line, "%s", msg);
+}
+
+/* Append ".key" (or "key" at the top) to the path; returns the old length
+ * for cfg_path_pop. Overlong paths are truncated, never overflowed. */
+static size_t cfg_path_key(struct cfg_ctx *c, const char *key)
+{
+	size_t old = c->path_len;
+	int w = snprintf(c->path + old, sizeof(c->path) - old, "%s%s",
+			 old ? "." : "", key);
+	if (w > 0)
+		c->path_len = UMB_MIN(old + (size_t)w, sizeof(c->path) - 1);
+	return old;
+}
+
+static size_t cfg_path_index(struct cfg_ctx *c, size_t i)
+{
+	size_t old = c->path_len;
+	int w = snprintf(c->path + old, sizeof(c->path) - old, "[%zu]", i);
+	if (w > 0)
+		c->path_len = UMB_MIN(old + (size_t)w, sizeof(c->path) - 1);
+	return old;
+}
+
+static void cfg_path_pop(struct cfg_ctx *c, size_t old)
+{
+	c->path_len = old;
+	c->path[old] = 0;
+}
+
+static int cfg_visit(struct cfg_ctx *c, yaml_node_t *n)
+{
+	if (++c->visits > CFG_MAX_VISITS)
+		return cfg_err(c, NODE_LINE(n),
+			       "document too large (YAML aliases expand to more than %lu nodes)",
+			       CFG_MAX_VISITS);
+	return UMB_OK;
+}
+
+static const char *cfg_node_kind(const yaml_node_t *n)
+{
+	switch (n->type) {
+	case YAML_MAPPING_NODE:
+		return "mapping";
+	case YAML_SEQUENCE_NODE:
+		return "list";
+	default:
+		return "scalar";
+	}
+}
+
+/* A plain `~`, `null` or nothing at all: YAML's null. */
+static bool cfg_is_null(const yaml_node_t *n)
+{
+	if (n->type != YAML_SCALAR_NODE ||
+	    n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return false;
+	struct str s = str_make((const char *)n->data.scalar.value,
+				n->data.scalar.length);
+	return s.n == 0 || str_eq_cstr(s, "~") || str_eq_cstr(s, "null") ||
+	       str_eq_cstr(s, "Null") || str_eq_cstr(s, "NULL");
+}
+
+static struct str cfg_node_str(const yaml_node_t *n)
+{
+	return str_make((const char *)n->data.scalar.value,
+			n->data.scalar.length);
+}
+
+/* Value of `key` in mapping n (first occurrence), or NULL. */
+static yaml_node_t *cfg_map_get(struct cfg_ctx *c, yaml_node_t *n,
+				const char *key)
+{
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+	     p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+		if (k && k->type == YAML_SCALAR_NODE &&
+		    str_eq_cstr(cfg_node_str(k), key))
+			return yaml_document_get_node(c->doc, p->value);
+	}
+	return NULL;
+}
+
+/* ---- did you mean ---- */
+
+/* Case-insensitive optimal-string-alignment distance, so a swapped pair
+ * ("lsiten") costs 1 like a typo. Long inputs are not worth comparing. */
+static size_t cfg_distance(const char *a, size_t an, const char *b)
+{
+	size_t bn = strlen(b);
+	if (an > 64 || bn > 64)
+		return SIZE_MAX;
+	size_t d[65][65];
+	for (size_t i = 0; i <= an; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= bn; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= an; i++) {
+		for (size_t j = 1; j <= bn; j++) {
+			int ca = tolower((unsigned char)a[i - 1]);
+			int cb = tolower((unsigned char)b[j - 1]);
+			size_t cost = ca != cb;
+			size_t v = UMB_MIN(d[i - 1][j] + 1, d[i][j - 1] + 1);
+			v = UMB_MIN(v, d[i - 1][j - 1] + cost);
+			if (i > 1 && j > 1 &&
+			    ca == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == cb)
+				v = UMB_MIN(v, d[i - 2][j - 2] + 1);
+			d[i][j] = v;
+		}
+	}
+	return d[an][bn];
+}
+
+/* Keeps the closest candidate seen so far within a typo's reach. */
+struct cfg_suggest {
+	const char *word;
+	size_t wn;
+	const char *best;
+	size_t best_d;
+};
+
+static void cfg_suggest_init(struct cfg_suggest *s, struct str word)
+{
+	s->word = word.p;
+	s->wn = word.n;
+	s->best = NULL;
+	s->best_d = SIZE_MAX;
+}
+
+static void cfg_suggest_try(struct cfg_suggest *s, const char *cand)
+{
+	size_t d = cfg_distance(s->word, s->wn, cand);
+	size_t limit = strlen(cand) >= 5 ? 2 : 1;
+	/* d < strlen: "q" is not a typo of "p" */
+	if (d <= limit && d < strlen(cand) && d < s->best_d) {
+		s->best = cand;
+		s->best_d = d;
+	}
+}
+
+/* " (did you mean "x"?)" or "" — a static-lifetime or arena string. */
+static const char *cfg_suggest_text(struct cfg_ctx *c, struct cfg_suggest *s)
+{
+	if (!s->best)
+		return "";
+	return arena_printf(c->a, " (did you mean \"%s\"?)", s->best);
+}
+
+/* Quote a user value for a message, shortened so the message stays readable. */
+static const char *cfg_quote(struct cfg_ctx *c, const char *s, size_t n)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_cstr(&b, "\"");
+	for (size_t i = 0; i < n && i < 60; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch == 0x7f)
+			buf_printf(&b, "\\x%02x", ch);
+		else
+			buf_append(&b, &s[i], 1);
+	}
+	buf_append_cstr(&b, n > 60 ? "...\"" : "\"");
+	char *out = arena_strndup(c->a, b.p, b.n);
+	buf_clear(&b);
+	return out;
+}
+
+/* ---- ${ENV} expansion ---- */
+
+/* Expand ${VAR}, ${VAR:-default} and $$ in a scalar value. A `$` followed
+ * by anything else is literal. ${VAR:-d} uses d when VAR is unset or empty
+ * (as the shell does); ${VAR} with VAR unset is an error, because silently
+ * sending an empty api_key upstream is worse than refusing to start.
+ * The result is NUL-terminated in the arena; control characters other than
+ * tab are refused so nothing can smuggle CR/LF into an upstream header. */
+static int cfg_expand(struct cfg_ctx *c, int line, const char *s, size_t n,
+		      char **out)
+{
+	struct buf b;
+	int rc = UMB_OK;
+	size_t i = 0;
+
+	buf_init(&b, CFG_MAX_VALUE);
+	while (i < n) {
+		const char *d = memchr(s + i, '$', n - i);
+		size_t lit = d ? (size_t)(d - (s + i)) : n - i;
+		if (buf_append(&b, s + i, lit))
+			goto toobig;
+		i += lit;
+		if (!d)
+			break;
+		if (i + 1 < n && s[i + 1] == '$') {
+			if (buf_append(&b, "$", 1))
+				goto toobig;
+			i += 2;
+			continue;
+		}
+		if (i + 1 >= n || s[i + 1] != '{') {
+			if (buf_append(&b, "$", 1))
+				goto toobig;
+			i++;
+			continue;
+		}
+		size_t start = i + 2;
+		const char *close = memchr(s + start, '}', n - start);
+		if (!close) {
+			rc = cfg_err(c, line,
+				     "unterminated \"${\", expected ${NAME} or ${NAME:-default} ($$ for a literal $)");
+			goto out;
+		}
+		size_t end = (size_t)(close - s), j = start;
+		while (j < end && (isalnum((unsigned char)s[j]) || s[j] == '_'))
+			j++;
+		size_t name_n = j - start;
+		bool has_def = false;
+		const char *def = NULL;
+		size_t def_n = 0;
+		if (j < end) {
+			if (end - j >= 2 && s[j] == ':' && s[j + 1] == '-') {
+				has_def = true;
+				def = s + j + 2;
+				def_n = end - j - 2;
+			} else {
+				name_n = 0; /* junk after the name */
+			}
+		}
+		if (name_n == 0 || name_n > 255 || isdigit((unsigned char)s[start])) {
+			rc = cfg_err(c, line,
+				     "invalid variable reference %s, expected ${NAME} or ${NAME:-default} with NAME made of letters, digits and _",
+				     cfg_quote(c, s + i, end + 1 - i));
+			goto out;
+		}
+		char name[256];
+		memcpy(name, s + start, name_n);
+		name[name_n] = 0;
+		const char *val = getenv(name);
+		if (val && *val) {
+			if (buf_append_cstr(&b, val))
+				goto toobig;
+		} else if (has_def) {
+			if (buf_append(&b, def, def_n))
+				goto toobig;
+		} else if (!val) {
+			rc = cfg_err(c, line,
+				     "environment variable %s is not set (set it, or write ${%s:-default})",
+				     name, name);
+			goto out;
+		}
+		i = end + 1;
+	}
+	for (size_t k = 0; k < b.n; k++) {
+		unsigned char ch = (unsigned char)b.p[k];
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+			rc = cfg_err(c, line,
+				     "control character 0x%02x in value, expected printable text",
+				     ch);
+			goto out;
+		}
+	}
+	*out = arena_strndup(c->a, b.p ? b.p : "", b.n);
+	goto out;
+toobig:
+	rc = cfg_err(c, line, "value longer than %d bytes after ${} expansion",
+		     CFG_MAX_VALUE);
+out:
+	buf_clear(&b);
+	return rc;
+}
+
+/* The expanded text of a scalar node; `want` names the expected value. */
+static int cfg_scalar(struct cfg_ctx *c, yaml_node_t *n, const char *want,
+		      char **out)
+{
+	if (n->type != YAML_SCALAR_NODE)
+		return cfg_err(c, NODE_LINE(n), "expected %s, got a %s", want,
+			       cfg_node_kind(n));
+	if (cfg_is_null(n))
+		return cfg_err(c, NODE_LINE(n), "expected %s, got an empty value",
+			       want);
+	return cfg_expand(c, NODE_LINE(n), (const char *)n->data.scalar.value,
+			  n->data.scalar.length, out);
+}
+
+/* ---- key tables ---- */
+
+enum cfg_kind {
+	CK_STR,     /* char *; empty is an error unless allow_empty (→ NULL) */
+	CK_PATH,    /* char *, made absolute against cfg->dir */
+	CK_INT,     /* int in [min, max] */
+	CK_U64,     /* uint64_t in [min, max] */
+	CK_BOOL,    /* bool: true | false */
+	CK_DOUBLE,  /* double in [min, max] */
+	CK_ENUM,    /* int from a cfg_enum list */
+	CK_TEXT,    /* scalar handed to parse() */
+	CK_SECTION, /* nested mapping loaded with sub */
+	CK_CUSTOM,  /* node handed to custom() */
+	CK_UNIMPL,  /* recognised, refused in this build */
+};
+
+/** One accepted spelling of an enumerated value. */
+struct cfg_enum {
+	const char *name;
+	int value;
+	bool unimplemented; /* recognised, refused in this build */
+};
+
+struct cfg_key;
+struct cfg_section;
+typedef int (*cfg_parse_cb)(struct cfg_ctx *c, int line, const char *s,
+			    void *base, const struct cfg_key *k);
+typedef int (*cfg_custom_cb)(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			     const struct cfg_key *k);
+typedef int (*cfg_post_cb)(struct cfg_ctx *c, yaml_node_t *n, void *base);
+
+/** One key of a section: how to read it, where to store it, its default. */
+struct cfg_key {
+	const char *name;
+	enum cfg_kind kind;
+	size_t off, off2;          /* field; off2: count for lists */
+	const char *def;           /* default as it would be written; NULL: none */
+	double min, max;           /* CK_INT, CK_U64, CK_DOUBLE */
+	const struct cfg_enum *enums; /* CK_ENUM, NULL-name terminated */
+	const struct cfg_section *sub;
+	cfg_parse_cb parse;
+	cfg_custom_cb custom;
+	unsigned types;            /* provider types it applies to; 0: all */
+	bool required, allow_empty;
+	const char *doc;           /* one line for docs/config.md */
+};
+
+/** A mapping's keys plus a check run after keys and defaults. */
+struct cfg_section {
+	const char *name;
+	const struct cfg_key *keys;
+	size_t n_keys;
+	cfg_post_cb post; /* n is NULL when the section was absent */
+};
+
+#define PT(t) (1u << (t))
+
+static const struct cfg_enum provider_types[] = {
+	{ "openai", PROVIDER_OPENAI, false },
+	{ "anthropic", PROVIDER_ANTHROPIC, true },
+	{ "azure", PROVIDER_AZURE, true },
+	{ "bedrock", PROVIDER_BEDROCK, true },
+	{ "vertex", PROVIDER_VERTEX, true },
+	{ "ollama", PROVIDER_OLLAMA, true },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum localities[] = {
+	{ "onprem", LOCALITY_ONPREM, false },
+	{ "cloud", LOCALITY_CLOUD, false },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum client_auths[] = {
+	{ "none", CLIENT_AUTH_NONE, false },
+	{ "optional", CLIENT_AUTH_OPTIONAL, false },
+	{ "require", CLIENT_AUTH_REQUIRE, false },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum auth_modes[] = {
+	{ "none", AUTH_NONE, false },
+	{ "keys", AUTH_KEYS, true },
+	{ "certs", AUTH_CERTS, true },
+	{ "keys+certs", AUTH_KEYS_CERTS, true },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum log_levels[] = {
+	{ "debug", LOG_DEBUG, false },
+	{ "info", LOG_INFO, false },
+	{ "warn", LOG_WARN, false },
+	{ "error", LOG_ERROR, false },
+	{ NULL, 0, false },
+};
+
+const char *provider_type_name(enum provider_type t)
+{
+	for (const struct cfg_enum *e = provider_types; e->name; e++)
+		if (e->value == (int)t)
+			return e->name;
+	return "unknown";
+}
+
+/* "a, b or c" for messages. */
+static const char *cfg_enum_list(struct cfg_ctx *c, const struct cfg_enum *e,
+				 bool implemented_only)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	size_t n = 0;
+	for (; e->name; e++) {
+		if (implemented_only && e->unimplemented)
+			continue;
+		buf_printf(&b, "%s%s", n++ ? ", " : "", e->name);
+	}
+	char *out = arena_strndup(c->a, b.p ? b.p : "", b.n);
+	buf_clear(&b);
+	return out;
+}
+
+/* ---- scalar setters shared by values and defaults ---- */
+
+/* Strict decimal integer: optional sign, digits, nothing else. */
+static int cfg_parse_ll(const char *s, long long *out)
+{
+	const char *p = s;
+	bool neg = false;
+	if (*p == '+' || *p == '-')
+		neg = *p++ == '-';
+	if (!isdigit((unsigned char)*p))
+		return UMB_ERR;
+	unsigned long long v = 0;
+	for (; isdigit((unsigned char)*p); p++) {
+		unsigned d = (unsigned)(*p - '0');
+		if (v > (ULLONG_MAX - d) / 10)
+			return UMB_ETOOBIG;
+		v = v * 10 + d;
+	}
+	if (*p)
+		return UMB_ERR;
+	if (v > (unsigned long long)LLONG_MAX)
+		return UMB_ETOOBIG;
+	*out = neg ? -(long long)v : (long long)v;
+	return UMB_OK;
+}
+
+static int cfg_set_enum(struct cfg_ctx *c, int line, const char *s, int *out,
+			const struct cfg_key *k)
+{
+	struct cfg_suggest sg;
+	cfg_suggest_init(&sg, str_cstr(s));
+	for (const struct cfg_enum *e = k->enums; e->name; e++) {
+		if (strcmp(e->name, s) == 0) {
+			if (e->unimplemented) {
+				if (k->enums == provider_types)
+					return cfg_err(c, line,
+						       "provider type %s is not implemented in this build yet (implemented: %s)",
+						       e->name,
+						       cfg_enum_list(c, k->enums, true));
+				return cfg_err(c, line,
+					       "%s is not implemented in this build yet (implemented: %s)",
+					       cfg_quote(c, s, strlen(s)),
+					       cfg_enum_list(c, k->enums, true));
+			}
+			*out = e->value;
+			return UMB_OK;
+		}
+		cfg_suggest_try(&sg, e->name);
+	}
+	return cfg_err(c, line, "unknown %s %s, expected one of %s%s",
+		       k->enums == provider_types ? "provider type" : "value",
+		       cfg_quote(c, s, strlen(s)),
+		       cfg_enum_list(c, k->enums, false),
+		       cfg_suggest_text(c, &sg));
+}
+
+/* Store text s into the field described by k. line is 0 when s is a
+ * built-in default: a default that does not parse is a bug in the table. */
+static int cfg_set_text(struct cfg_ctx *c, int line, const char *s,
+			void *base, const struct cfg_key *k)
+{
+	char *field = (char *)base + k->off;
+	long long v;
+	int rc;
+
+	switch (k->kind) {
+	case CK_STR:
+		if (!*s) {
+			if (k->allow_empty) {
+				*(char **)field = NULL;
+				return UMB_OK;
+			}
+			return cfg_err(c, line, "expected a non-empty string");
+		}
+		*(char **)field = arena_strndup(c->a, s, strlen(s));
+		return UMB_OK;
+	case CK_PATH:
+		if (!*s)
+			return cfg_err(c, line, "expected a file path, got an empty string");
+		*(char **)field = s[0] == '/' ? arena_strndup(c->a, s, strlen(s))
+					      : arena_printf(c->a, "%s/%s",
+							     c->cfg->dir, s);
+		return UMB_OK;
+	case CK_INT:
+	case CK_U64:
+		rc = cfg_parse_ll(s, &v);
+		if (rc == UMB_ERR)
+			return cfg_err(c, line,
+				       "expected an integer from %.0f to %.0f, got %s",
+				       k->min, k->max, cfg_quote(c, s, strlen(s)));
+		if (rc || (double)v < k->min || (double)v > k->max)
+			return cfg_err(c, line,
+				       "%s is out of range, expected an integer from %.0f to %.0f",
+				       cfg_quote(c, s, strlen(s)), k->min, k->max);
+		if (k->kind == CK_INT)
+			*(int *)field = (int)v;
+		else
+			*(uint64_t *)field = (uint64_t)v;
+		return UMB_OK;
+	case CK_DOUBLE: {
+		char *end;
+		errno = 0;
+		double d = strtod(s, &end);
+		if (end == s || *end || errno || !isfinite(d) ||
+		    isspace((unsigned char)*s))
+			return cfg_err(c, line, "expected a number, got %s",
+				       cfg_quote(c, s, strlen(s)));
+		if (d < k->min || d > k->max)
+			return cfg_err(c, line,
+				       "%s is out of range, expected a number from %g to %g",
+				       cfg_quote(c, s, strlen(s)), k->min, k->max);
+		*(double *)field = d;
+		return UMB_OK;
+	}
+	case CK_BOOL:
+		if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+			*(bool *)field = true;
+		else if (!strcmp(s, "false") || !strcmp(s, "False") ||
+			 !strcmp(s, "FALSE"))
+			*(bool *)field = false;
+		else
+			return cfg_err(c, line, "expected true or false, got %s",
+				       cfg_quote(c, s, strlen(s)));
+		return UMB_OK;
+	case CK_ENUM:
+		return cfg_set_enum(c, line, s, (int *)field, k);
+	case CK_TEXT:
+		return k->parse(c, line, s, base, k);
+	default:
+		UMB_BUG_ON(1);
+	}
+	return UMB_ERR;
+}
+
+static int cfg_load_section(struct cfg_ctx *c, yaml_node_t *n,
+			    const struct cfg_section *sec, void *base);
+
+static const char *cfg_kind_want(const struct cfg_key *k)
+{
+	switch (k->kind) {
+	case CK_INT:
+	case CK_U64:
+		return "an integer";
+	case CK_DOUBLE:
+		return "a number";
+	case CK_BOOL:
+		return "true or false";
+	case CK_PATH:
+		return "a file path";
+	case CK_ENUM:
+		return "one of the listed values";
+	default:
+		return "a string";
+	}
+}
+
+/* Load one key's value node into base. The path already names the key. */
+static int cfg_set_node(struct cfg_ctx *c, yaml_node_t *v, void *base,
+			const struct cfg_key *k)
+{
+	char *s;
+	int rc;
+
+	switch (k->kind) {
+	case CK_SECTION:
+		return cfg_load_section(c, v, k->sub, (char *)base + k->off);
+	case CK_CUSTOM:
+		return k->custom(c, v, base, k);
+	case CK_UNIMPL:
+		return cfg_err_raw(c, NODE_LINE(v),
+				   "%s is not implemented in this build yet",
+				   c->path);
+	case CK_ENUM:
+		if (v->type != YAML_SCALAR_NODE || cfg_is_null(v))
+			return cfg_err(c, NODE_LINE(v),
+				       "expected one of %s, got %s",
+				       cfg_enum_list(c, k->enums, false),
+				       cfg_is_null(v) ? "an empty value"
+						      : cfg_node_kind(v));
+		break;
+	default:
+		break;
+	}
+	rc = cfg_scalar(c, v, cfg_kind_want(k), &s);
+	if (rc)
+		return rc;
+	return cfg_set_text(c, NODE_LINE(v), s, base, k);
+}
+
+/* Apply k's default to base (k was absent). */
+static int cfg_set_default(struct cfg_ctx *c, void *base,
+			   const struct cfg_key *k)
+{
+	if (k->kind == CK_SECTION)
+		return cfg_load_section(c, NULL, k->sub, (char *)base + k->off);
+	if (!k->def)
+		return UMB_OK;
+	int rc = cfg_set_text(c, 0, k->def, base, k);
+	UMB_BUG_ON(rc != UMB_OK);
+	return rc;
+}
+
+/* "a, b, c" over the keys valid here, for an unknown-key message. */
+static const char *cfg_key_list(struct cfg_ctx *c, const struct cfg_section *sec)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	size_t n = 0;
+	for (size_t i = 0; i < sec->n_keys; i++) {
+		const struct cfg_key *k = &sec->keys[i];
+		if (k->kind == CK_UNIMPL ||
+		    (k->types && !(k->types & PT(c->ptype))))
+			continue;
+		buf_printf(&b, "%s%s", n++ ? ", " : "", k->name);
+	}
+	char *out = arena_strndup(c->a, b.p ? b.p : "", b.n);
+	buf_clear(&b);
+	return out;
+}
+
+/* Load mapping n (NULL: section absent, defaults only) into base using
+ * the key table sec: rejects non-mappings, non-string and duplicate keys,
+ * unknown keys (with a did-you-mean), keys of another provider type and
+ * missing required keys; then applies defaults and sec->post. */
+static int cfg_load_section(struct cfg_ctx *c, yaml_node_t *n,
+			    const struct cfg_section *sec, void *base)
+{
+	bool seen[CFG_MAX_KEYS] = { false };
+	int rc;
+
+	UMB_BUG_ON(sec->n_keys > CFG_MAX_KEYS);
+	/* "tls:" with nothing after it is an empty section; post still sees
+	 * n, so "health_check:" alone enables health checks. */
+	yaml_node_t *m = n && !cfg_is_null(n) ? n : NULL;
+	if (m && m->type != YAML_MAPPING_NODE)
+		return cfg_err(c, NODE_LINE(m),
+			       "expected a mapping (key: value ...), got a %s",
+			       cfg_node_kind(m));
+	for (yaml_node_pair_t *p = m ? m->data.mapping.pairs.start : NULL;
+	     m && p < m->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+		if (!kn || !vn)
+			return cfg_err(c, NODE_LINE(m), "malformed mapping");
+		if ((rc = cfg_visit(c, kn)))
+			return rc;
+		if (kn->type != YAML_SCALAR_NODE)
+			return cfg_err(c, NODE_LINE(kn),
+				       "expected a plain key name, got a %s",
+				       cfg_node_kind(kn));
+		struct str key = cfg_node_str(kn);
+		for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *qk = yaml_document_get_node(c->doc, q->key);
+			if (qk && qk->type == YAML_SCALAR_NODE &&
+			    str_eq(cfg_node_str(qk), key))
+				return cfg_err(c, NODE_LINE(kn),
+					       "duplicate key %s (first given at line %d), expected each key once",
+					       cfg_quote(c, key.p, key.n),
+					       NODE_LINE(qk));
+		}
+		size_t ki;
+		for (ki = 0; ki < sec->n_keys; ki++)
+			if (str_eq_cstr(key, sec->keys[ki].name))
+				break;
+		if (ki == sec->n_keys) {
+			struct cfg_suggest sg;
+			cfg_suggest_init(&sg, key);
+			for (size_t i = 0; i < sec->n_keys; i++)
+				cfg_suggest_try(&sg, sec->keys[i].name);
+			if (sg.best)
+				return cfg_err(c, NODE_LINE(kn), "unknown key %s%s",
+					       cfg_quote(c, key.p, key.n),
+					       cfg_suggest_text(c, &sg));
+			return cfg_err(c, NODE_LINE(kn),
+				       "unknown key %s, expected one of %s",
+				       cfg_quote(c, key.p, key.n),
+				       cfg_key_list(c, sec));
+		}
+		const struct cfg_key *k = &sec->keys[ki];
+		size_t old = cfg_path_key(c, k->name);
+		if (k->types && !(k->types & PT(c->ptype))) {
+			const char *only = "";
+			for (const struct cfg_enum *e = provider_types; e->name; e++)
+				if (k->types & PT(e->value))
+					only = arena_printf(c->a, "%s%s%s", only,
+							    *only ? " or " : "", e->name);
+			return cfg_err(c, NODE_LINE(kn),
+				       "only valid for provider type %s, not %s",
+				       only, provider_type_name(c->ptype));
+		}
+		seen[ki] = true;
+		rc = cfg_set_node(c, vn, base, k);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
+	for (size_t i = 0; i < sec->n_keys; i++) {
+		if (seen[i])
+			continue;
+		if (sec->keys[i].required)
+			return cfg_err(c, n ? NODE_LINE(n) : 1,
+				       "missing required key \"%s\" (%s)",
+				       sec->keys[i].name, sec->keys[i].doc);
+		if ((rc = cfg_set_default(c, base, &sec->keys[i])))
+			return rc;
+	}
+	return sec->post ? sec->post(c, n, base) : UMB_OK;
+}
+
+/* ---- validators for CK_TEXT keys ---- */
+
+/* Provider and endpoint names end up in metrics labels, logs and the
+ * x-umbra-provider header, so keep them to a safe alphabet. */
+static int cfg_parse_ident(struct cfg_ctx *c, int line, const char *s,
+			   void *base, const struct cfg_key *k)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return cfg_err(c, line, "expected a name of 1 to 64 characters");
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return cfg_err(c, line,
+				       "invalid name %s, expected letters, digits, '.', '_' or '-'",
+				       cfg_quote(c, s, n));
+	*(char **)((char *)base + k->off) = arena_strndup(c->a, s, n);
+	return UMB_OK;
+}
+
+/* Model names are what clients send ("meta-llama/Llama-3.3-70B", "llama3:8b",
+ * "gpt-4o*"), so allow any printable text without spaces. */
+static int cfg_parse_model_name(struct cfg_ctx *c, int line, const char *s,
+				void *base, const struct cfg_key *k)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 256)
+		return cfg_err(c, line, "expected a model name of 1 to 256 characters");
+	for (size_t i = 0; i < n; i++)
+		if (isspace((unsigned char)s[i]))
+			return cfg_err(c, line,
+				       "invalid model name %s, expected no spaces",
+				       cfg_quote(c, s, n));
+	*(char **)((char *)base + k->off) = arena_strndup(c->a, s, n);
+	return UMB_OK;
+}
+
+/* Port in [1, 65535] from exactly the n bytes at s. */
+static int cfg_parse_port(const char *s, size_t n, int *out)
+{
+	if (n == 0 || n > 5)
+		return UMB_ERR;
+	int v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return UMB_ERR;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v < 1 || v > 65535)
+		return UMB_ERR;
+	*out = v;
+	return UMB_OK;
+}
+
+/* Split "host:port" or "[v6]:port"; host is returned without brackets. */
+static int cfg_split_hostport(const char *s, size_t n, const char **host,
+			      size_t *host_n, const char **port, size_t *port_n)
+{
+	if (n && s[0] == '[') {
+		const char *close = memchr(s, ']', n);
+		if (!close || close == s + 1)
+			return UMB_ERR;
+		*host = s + 1;
+		*host_n = (size_t)(close - s - 1);
+		const char *rest = close + 1;
+		size_t rn = n - (size_t)(rest - s);
+		if (rn == 0) {
+			*port = NULL;
+			*port_n = 0;
+			return UMB_OK;
+		}
+		if (rest[0] != ':')
+			return UMB_ERR;
+		*port = rest + 1;
+		*port_n = rn - 1;
+		return UMB_OK;
+	}
+	const char *colon = memchr(s, ':', n);
+	if (colon && memchr(colon + 1, ':', n - (size_t)(colon + 1 - s)))
+		return UMB_ERR; /* bare IPv6 without brackets */
+	*host = s;
+	*host_n = colon ? (size_t)(colon - s) : n;
+	*port = colon ? colon + 1 : NULL;
+	*port_n = colon ? n - (size_t)(colon + 1 - s) : 0;
+	return *host_n ? UMB_OK : UMB_ERR;
+}
+
+static int cfg_parse_listen(struct cfg_ctx *c, int line, const char *s,
+			    void *base, const struct cfg_key *k)
+{
+	struct config *cfg = base;
+	const char *host, *port;
+	size_t hn, pn;
+	UMB_UNUSED(k);
+	if (cfg_split_hostport(s, strlen(s), &host, &hn, &port, &pn) || !port ||
+	    cfg_parse_port(port, pn, &cfg->listen_port))
+		return cfg_err(c, line,
+			       "invalid address %s, expected \"host:port\" (e.g. \"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\") with port 1-65535",
+			       cfg_quote(c, s, strlen(s)));
+	for (size_t i = 0; i < hn; i++)
+		if (isspace((unsigned char)host[i]) || host[i] == '/')
+			return cfg_err(c, line, "invalid host in %s",
+				       cfg_quote(c, s, strlen(s)));
+	cfg->listen_host = arena_strndup(c->a, host, hn);
+	return UMB_OK;
+}
+
+/* Parse an endpoint URL into e: http(s)://host[:port][/prefix] or
+ * unix:///abs/path.sock. The URL is an origin plus an optional prefix; the
+ * provider appends the API path, so an API path here is a mistake. */
+static int cfg_parse_url_into(struct cfg_ctx *c, int line, const char *s,
+			      struct cfg_endpoint *e)
+{
+	const char *want = "expected http://host[:port][/prefix], https://host[:port][/prefix] or unix:///absolute/path.sock";
+	size_t n = strlen(s);
+	const char *rest, *scheme;
+
+	for (size_t i = 0; i < n; i++)
+		if (isspace((unsigned char)s[i]))
+			return cfg_err(c, line, "invalid URL %s (contains a space), %s",
+				       cfg_quote(c, s, n), want);
+	if (strpbrk(s, "?#"))
+		return cfg_err(c, line,
+			       "URL %s has a query or fragment, %s",
+			       cfg_quote(c, s, n), want);
+	e->url = arena_strndup(c->a, s, n);
+	if (!strncasecmp(s, "unix://", 7)) {
+		const char *p = s + 7;
+		if (p[0] != '/' || p[1] == 0)
+			return cfg_err(c, line,
+				       "invalid unix socket URL %s, expected unix:///absolute/path.sock",
+				       cfg_quote(c, s, n));
+		if (strlen(p) > CFG_MAX_UNIX_PATH)
+			return cfg_err(c, line,
+				       "unix socket path is %zu bytes, expected at most %d",
+				       strlen(p), CFG_MAX_UNIX_PATH);
+		e->scheme = SCHEME_UNIX;
+		e->unix_path = arena_strndup(c->a, p, strlen(p));
+		e->origin = arena_strndup(c->a, "http://localhost", 16);
+		return UMB_OK;
+	}
+	if (!strncasecmp(s, "http://", 7)) {
+		e->scheme = SCHEME_HTTP;
+		scheme = "http";
+		rest = s + 7;
+	} else if (!strncasecmp(s, "https://", 8)) {
+		e->scheme = SCHEME_HTTPS;
+		scheme = "https";
+		rest = s + 8;
+	} else {
+		return cfg_err(c, line, "unsupported URL %s, %s",
+			       cfg_quote(c, s, n), want);
+	}
+	size_t an = strcspn(rest, "/");
+	const char *host, *port;
+	size_t hn, pn;
+	int portv;
+	if (memchr(rest, '@', an))
+		return cfg_err(c, line,
+			       "credentials in a URL are not supported, put them in api_key or headers");
+	if (an == 0 || cfg_split_hostport(rest, an, &host, &hn, &port, &pn) ||
+	    (port && cfg_parse_port(port, pn, &portv)))
+		return cfg_err(c, line,
+			       "invalid host or port in URL %s, %s (port 1-65535, IPv6 in brackets)",
+			       cfg_quote(c, s, n), want);
+	const char *path = rest + an;
+	size_t path_n = strlen(path);
+	while (path_n && path[path_n - 1] == '/')
+		path_n--;
+	static const char *const api_paths[] = { "/chat/completions",
+						 "/completions", "/embeddings",
+						 "/messages" };
+	for (size_t i = 0; i < UMB_ARRAY_LEN(api_paths); i++) {
+		size_t ln = strlen(api_paths[i]);
+		if (path_n >= ln && !memcmp(path + path_n - ln, api_paths[i], ln))
+			return cfg_err(c, line,
+				       "URL %s ends with an API path; give only the origin and an optional prefix (the gateway appends %s)",
+				       cfg_quote(c, s, n), api_paths[i]);
+	}
+	e->origin = arena_printf(c->a, "%s://%.*s%.*s", scheme, (int)an, rest,
+				 (int)path_n, path);
+	return UMB_OK;
+}
+
+static int cfg_parse_endpoint_url(struct cfg_ctx *c, int line, const char *s,
+				  void *base, const struct cfg_key *k)
+{
+	UMB_UNUSED(k);
+	return cfg_parse_url_into(c, line, s, base);
+}
+
+/* Provider-level `url:` is shorthand for one endpoint named after the
+ * provider (the name is filled in by provider_post, as `name:` may come
+ * later in the mapping). */
+static int cfg_parse_provider_url(struct cfg_ctx *c, int line, const char *s,
+				  void *base, const struct cfg_key *k)
+{
+	struct cfg_provider *p = base;
+	UMB_UNUSED(k);
+	if (p->n_endpoints)
+		return cfg_err(c, line,
+			       "give either url or endpoints, not both");
+	struct cfg_endpoint *e = arena_alloc(c->a, sizeof(*e));
+	e->weight = 1;
+	e->line = line;
+	int rc = cfg_parse_url_into(c, line, s, e);
+	if (rc)
+		return rc;
+	p->endpoints = e;
+	p->n_endpoints = 1;
+	return UMB_OK;
+}
+
+/* The provider must already be loaded: models are loaded after providers
+ * whatever their order in the file. */
+static int cfg_parse_model_provider(struct cfg_ctx *c, int line, const char *s,
+				    void *base, const struct cfg_key *k)
+{
+	struct cfg_model *m = base;
+	struct cfg_suggest sg;
+	UMB_UNUSED(k);
+	cfg_suggest_init(&sg, str_cstr(s));
+	for (size_t i = 0; i < c->cfg->n_providers; i++) {
+		struct cfg_provider *p = &c->cfg->providers[i];
+		if (!strcmp(p->name, s)) {
+			m->provider = p;
+			m->provider_name = p->name;
+			return UMB_OK;
+		}
+		cfg_suggest_try(&sg, p->name);
+	}
+	return cfg_err(c, line, "unknown provider %s, expected the name of a provider in providers:%s",
+		       cfg_quote(c, s, strlen(s)), cfg_suggest_text(c, &sg));
+}
+
+/* ---- custom (non-scalar) keys ---- */
+
+static bool cfg_is_tchar(unsigned char ch)
+{
+	return isalnum(ch) || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/* headers: { Name: value, ... } into the (array, count) at k->off, k->off2.
+ * Framing headers belong to the gateway: letting config set them would
+ * corrupt the upstream request. */
+static int cfg_load_headers(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			    const struct cfg_key *k)
+{
+	static const char *const reserved[] = {
+		"host", "content-length", "transfer-encoding", "connection",
+		"upgrade", "te", "trailer", "keep-alive", "expect",
+	};
+	if (cfg_is_null(n))
+		return UMB_OK;
+	if (n->type != YAML_MAPPING_NODE)
+		return cfg_err(c, NODE_LINE(n),
+			       "expected a mapping of header name to value, got a %s",
+			       cfg_node_kind(n));
+	size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	if (cnt > CFG_MAX_LIST)
+		return cfg_err(c, NODE_LINE(n), "%zu headers, expected at most %d",
+			       cnt, CFG_MAX_LIST);
+	struct cfg_header *h = arena_alloc(c->a, sizeof(*h) * (cnt ? cnt : 1));
+	size_t kept = 0;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+	     p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *kn = yaml_document_get_node(c->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(c->doc, p->value);
+		int rc;
+		if (!kn || !vn)
+			return cfg_err(c, NODE_LINE(n), "malformed mapping");
+		if ((rc = cfg_visit(c, kn)))
+			return rc;
+		if (kn->type != YAML_SCALAR_NODE || cfg_node_str(kn).n == 0)
+			return cfg_err(c, NODE_LINE(kn), "expected a header name");
+		struct str name = cfg_node_str(kn);
+		for (size_t j = 0; j < name.n; j++)
+			if (!cfg_is_tchar((unsigned char)name.p[j]))
+				return cfg_err(c, NODE_LINE(kn),
+					       "invalid header name %s, expected letters, digits and -",
+					       cfg_quote(c, name.p, name.n));
+		for (size_t j = 0; j < UMB_ARRAY_LEN(reserved); j++)
+			if (str_ieq(name, str_cstr(reserved[j])))
+				return cfg_err(c, NODE_LINE(kn),
+					       "header %s is set by the gateway and cannot be configured",
+					       cfg_quote(c, name.p, name.n));
+		for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
+			yaml_node_t *qk = yaml_document_get_node(c->doc, q->key);
+			if (qk && qk->type == YAML_SCALAR_NODE &&
+			    str_ieq(name, cfg_node_str(qk)))
+				return cfg_err(c, NODE_LINE(kn),
+					       "duplicate header %s (first given at line %d), expected each header once",
+					       cfg_quote(c, name.p, name.n), NODE_LINE(qk));
+		}
+		struct cfg_header *hd = &h[kept];
+		hd->name = arena_strndup(c->a, name.p, name.n);
+		hd->value = NULL;
+		rc = UMB_OK;
+		size_t old = cfg_path_key(c, hd->name);
+		if (!cfg_is_null(vn))
+			rc = cfg_scalar(c, vn, "a header value", &hd->value);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+		/* An empty value (e.g. "${ORG:-}") omits the header. */
+		if (hd->value && hd->value[0])
+			kept++;
+	}
+	*(struct cfg_header **)((char *)base + k->off) = h;
+	*(size_t *)((char *)base + k->off2) = kept;
+	return UMB_OK;
+}
+
+/* A YAML list node (an empty value counts as an empty list). */
+static int cfg_list(struct cfg_ctx *c, yaml_node_t *n, const char *want,
+		    size_t *count)
+{
+	if (cfg_is_null(n)) {
+		*count = 0;
+		return UMB_OK;
+	}
+	if (n->type != YAML_SEQUENCE_NODE)
+		return cfg_err(c, NODE_LINE(n), "expected a list of %s, got a %s",
+			       want, cfg_node_kind(n));
+	*count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	return UMB_OK;
+}
+
+static yaml_node_t *cfg_item(struct cfg_ctx *c, yaml_node_t *n, size_t i)
+{
+	return yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
+}
+
+static const struct cfg_section endpoint_section;
+
+static int cfg_load_endpoints(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			      const struct cfg_key *k)
+{
+	struct cfg_provider *p = base;
+	size_t cnt;
+	int rc;
+	UMB_UNUSED(k);
+	if (p->n_endpoints)
+		return cfg_err(c, NODE_LINE(n), "give either url or endpoints, not both");
+	if ((rc = cfg_list(c, n, "endpoints", &cnt)))
+		return rc;
+	if (cnt == 0)
+		return cfg_err(c, NODE_LINE(n),
+			       "expected at least one endpoint ({ name, url, weight })");
+	struct cfg_endpoint *e = arena_alloc(c->a, sizeof(*e) * cnt);
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *in = cfg_item(c, n, i);
+		if (!in)
+			return cfg_err(c, NODE_LINE(n), "malformed list");
+		if ((rc = cfg_visit(c, in)))
+			return rc;
+		size_t old = cfg_path_index(c, i);
+		e[i].line = NODE_LINE(in);
+		if (in->type != YAML_MAPPING_NODE)
+			rc = cfg_err(c, NODE_LINE(in),
+				     "expected a mapping { name, url, weight }, got a %s",
+				     cfg_node_kind(in));
+		else
+			rc = cfg_load_section(c, in, &endpoint_section, &e[i]);
+		for (size_t j = 0; !rc && j < i; j++)
+			if (!strcmp(e[j].name, e[i].name))
+				rc = cfg_err(c, e[i].line,
+					     "duplicate endpoint name \"%s\" (first at line %d), expected unique names within a provider",
+					     e[i].name, e[j].line);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
+	p->endpoints = e;
+	p->n_endpoints = cnt;
+	return UMB_OK;
+}
+
+static int cfg_load_fallbacks(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			      const struct cfg_key *k)
+{
+	struct cfg_model *m = base;
+	size_t cnt;
+	int rc;
+	UMB_UNUSED(k);
+	if ((rc = cfg_list(c, n, "model names", &cnt)))
+		return rc;
+	if (cnt > CFG_MAX_LIST)
+		return cfg_err(c, NODE_LINE(n), "%zu fallbacks, expected at most %d",
+			       cnt, CFG_MAX_LIST);
+	m->fallbacks = arena_alloc(c->a, sizeof(char *) * (cnt ? cnt : 1));
+	c->fb_lines[c->cur_model] = arena_alloc(c->a, sizeof(int) * (cnt ? cnt : 1));
+	for (size_t i = 0; i < cnt; i++) {
+		yaml_node_t *in = cfg_item(c, n, i);
+		if (!in)
+			return cfg_err(c, NODE_LINE(n), "malformed list");
+		if ((rc = cfg_visit(c, in)))
+			return rc;
+		size_t old = cfg_path_index(c, i);
+		rc = cfg_scalar(c, in, "a model name", &m->fallbacks[i]);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+		c->fb_lines[c->cur_model][i] = NODE_LINE(in);
+	}
+	m->n_fallbacks = cnt;
+	return UMB_OK;
+}
+
+static const struct cfg_section provider_section;
+static const struct cfg_section model_section;
+
+static int cfg_load_providers(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			      const struct cfg_key *k)
+{
+	struct config *cfg = base;
+	size_t cnt;
+	int rc;
+	UMB_UNUSED(k);
+	if ((rc = cfg_list(c, n, "providers", &cnt)))
+		return rc;
+	if (cnt == 0)
+		return cfg_err(c, NODE_LINE(n),
+			       "at least one provider is required, expected a list of { name, type, url }");
+	cfg->providers = arena_alloc(c->a, sizeof(*cfg->providers) * cnt);
+	for (size_t i = 0; i < cnt; i++) {
+		struct cfg_provider *p = &cfg->providers[i];
+		yaml_node_t *in = cfg_item(c, n, i);
+		if (!in)
+			return cfg_err(c, NODE_LINE(n), "malformed list");
+		if ((rc = cfg_visit(c, in)))
+			return rc;
+		size_t old = cfg_path_index(c, i);
+		p->line = NODE_LINE(in);
+		/* type first: it decides which keys are valid */
+		yaml_node_t *tn = cfg_map_get(c, in, "type");
+		if (in->type != YAML_MAPPING_NODE) {
+			rc = cfg_err(c, p->line,
+				     "expected a mapping { name, type, url | endpoints }, got a %s",
+				     cfg_node_kind(in));
+		} else if (!tn) {
+			rc = cfg_err(c, p->line,
+				     "missing required key \"type\", expected one of %s",
+				     cfg_enum_list(c, provider_types, false));
+		} else {
+			const struct cfg_key *tk = NULL;
+			for (size_t j = 0; j < provider_section.n_keys; j++)
+				if (!strcmp(provider_section.keys[j].name, "type"))
+					tk = &provider_section.keys[j];
+			size_t old2 = cfg_path_key(c, "type");
+			rc = cfg_set_node(c, tn, p, tk);
+			cfg_path_pop(c, old2);
+			if (!rc) {
+				c->ptype = p->type;
+				rc = cfg_load_section(c, in, &provider_section, p);
+			}
+		}
+		for (size_t j = 0; !rc && j < i; j++)
+			if (!strcmp(cfg->providers[j].name, p->name))
+				rc = cfg_err(c, p->line,
+					     "duplicate provider name \"%s\" (first at line %d), expected unique names",
+					     p->name, cfg->providers[j].line);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+		cfg->n_providers = i + 1;
+	}
+	return UMB_OK;
+}
+
+/* Models refer to providers, which may come later in the file: remember the
+ * node and load it in config_post. */
+static int cfg_defer_models(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			    const struct cfg_key *k)
+{
+	UMB_UNUSED(base);
+	UMB_UNUSED(k);
+	c->models_node = n;
+	return UMB_OK;
+}
+
+static int cfg_load_models(struct cfg_ctx *c, yaml_node_t *n)
+{
+	struct config *cfg = c->cfg;
+	size_t cnt;
+	int rc;
+	if ((rc = cfg_list(c, n, "models", &cnt)))
+		return rc;
+	if (cnt == 0)
+		return cfg_err(c, NODE_LINE(n),
+			       "at least one model is required, expected a list of { name, provider }");
+	cfg->models = arena_alloc(c->a, sizeof(*cfg->models) * cnt);
+	c->fb_lines = arena_alloc(c->a, sizeof(int *) * cnt);
+	for (size_t i = 0; i < cnt; i++) {
+		struct cfg_model *m = &cfg->models[i];
+		yaml_node_t *in = cfg_item(c, n, i);
+		if (!in)
+			return cfg_err(c, NODE_LINE(n), "malformed list");
+		if ((rc = cfg_visit(c, in)))
+			return rc;
+		size_t old = cfg_path_index(c, i);
+		m->line = NODE_LINE(in);
+		c->cur_model = i;
+		if (in->type != YAML_MAPPING_NODE)
+			rc = cfg_err(c, m->line,
+				     "expected a mapping { name, provider, ... }, got a %s",
+				     cfg_node_kind(in));
+		else
+			rc = cfg_load_section(c, in, &model_section, m);
+		for (size_t j = 0; !rc && j < i; j++)
+			if (!strcmp(cfg->models[j].name, m->name))
+				rc = cfg_err(c, m->line,
+					     "duplicate model name \"%s\" (first at line %d), expected unique names",
+					     m->name, cfg->models[j].line);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+		cfg->n_models = i + 1;
+	}
+	return UMB_OK;
+}
+
+/* Resolve every fallbacks entry to an exact, non-glob model, then refuse
+ * cycles (a → b → a would bounce a failing request forever). */
+static int cfg_resolve_fallbacks(struct cfg_ctx *c)
+{
+	struct config *cfg = c->cfg;
+	size_t nm = cfg->n_models;
+
+	for (size_t i = 0; i < nm; i++) {
+		struct cfg_model *m = &cfg->models[i];
+		m->fallback_models = arena_alloc(c->a, sizeof(struct cfg_model *) *
+						       (m->n_fallbacks ? m->n_fallbacks : 1));
+		for (size_t f = 0; f < m->n_fallbacks; f++) {
+			const char *fb = m->fallbacks[f];
+			int line = c->fb_lines[i][f];
+			struct cfg_model *t = NULL;
+			struct cfg_suggest sg;
+			cfg_suggest_init(&sg, str_cstr(fb));
+			for (size_t j = 0; j < nm; j++) {
+				if (!strcmp(cfg->models[j].name, fb))
+					t = &cfg->models[j];
+				else if (!cfg->models[j].is_glob)
+					cfg_suggest_try(&sg, cfg->models[j].name);
+			}
+			const char *path = arena_printf(c->a, "models[%zu].fallbacks[%zu]", i, f);
+			if (!t)
+				return cfg_err_raw(c, line,
+						   "%s: unknown model \"%s\", expected the exact name of a model in models:%s",
+						   path, fb, cfg_suggest_text(c, &sg));
+			if (t->is_glob)
+				return cfg_err_raw(c, line,
+						   "%s: \"%s\" is a glob pattern, expected the exact name of a model",
+						   path, fb);
+			if (t == m)
+				return cfg_err_raw(c, line,
+						   "%s: model \"%s\" lists itself as a fallback",
+						   path, fb);
+			for (size_t g = 0; g < f; g++)
+				if (m->fallback_models[g] == t)
+					return cfg_err_raw(c, line,
+							   "%s: \"%s\" is listed twice, expected each fallback once",
+							   path, fb);
+			m->fallback_models[f] = t;
+		}
+	}
+
+	/* Iterative DFS with colours: 0 new, 1 on the stack, 2 done. */
+	unsigned char *colour = arena_alloc(c->a, nm ? nm : 1);
+	size_t *stack = arena_alloc(c->a, sizeof(size_t) * (nm ? nm : 1));
+	size_t *next = arena_alloc(c->a, sizeof(size_t) * (nm ? nm : 1));
+	for (size_t root = 0; root < nm; root++) {
+		if (colour[root])
+			continue;
+		size_t sp = 0;
+		stack[sp++] = root;
+		colour[root] = 1;
+		next[root] = 0;
+		while (sp) {
+			size_t u = stack[sp - 1];
+			struct cfg_model *mu = &cfg->models[u];
+			if (next[u] == mu->n_fallbacks) {
+				colour[u] = 2;
+				sp--;
+				continue;
+			}
+			size_t f = next[u]++;
+			size_t v = (size_t)(mu->fallback_models[f] - cfg->models);
+			if (colour[v] == 0) {
+				colour[v] = 1;
+				next[v] = 0;
+				stack[sp++] = v;
+			} else if (colour[v] == 1) {
+				struct buf b;
+				buf_init(&b, 0);
+				size_t s0 = 0;
+				while (stack[s0] != v)
+					s0++;
+				for (size_t s = s0; s < sp; s++)
+					buf_printf(&b, "%s -> ", cfg->models[stack[s]].name);
+				buf_append_cstr(&b, cfg->models[v].name);
+				const char *cyc = arena_strndup(c->a, b.p, b.n);
+				buf_clear(&b);
+				return cfg_err_raw(c, c->fb_lines[u][f],
+						   "models[%zu].fallbacks[%zu]: fallback cycle %s, expected fallbacks to end somewhere",
+						   u, f, cyc);
+			}
+		}
+	}
+	return UMB_OK;
+}
+
+/* ---- post checks ---- */
+
+static int tls_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_tls *t = base;
+	int line = n ? NODE_LINE(n) : 1;
+	if (!n)
+		return UMB_OK;
+	if (!t->cert != !t->key)
+		return cfg_err(c, line, "cert and key must be given together");
+	t->enabled = t->cert != NULL;
+	if (t->client_ca && !t->enabled)
+		return cfg_err(c, line, "client_ca needs cert and key (TLS) as well");
+	/* A CA given without client_auth means "identify callers that have a
+	 * certificate" (DESIGN.md), i.e. optional. */
+	if (t->client_ca && !cfg_map_get(c, n, "client_auth"))
+		t->client_auth = CLIENT_AUTH_OPTIONAL;
+	if (t->client_auth != CLIENT_AUTH_NONE && !t->client_ca)
+		return cfg_err(c, line,
+			       "client_auth %s needs client_ca to verify client certificates",
+			       t->client_auth == CLIENT_AUTH_REQUIRE ? "require" : "optional");
+	return UMB_OK;
+}
+
+static int health_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_health *h = base;
+	h->enabled = n != NULL;
+	if (!h->path) {
+		if (c->ptype == PROVIDER_OLLAMA)
+			h->path = arena_strndup(c->a, "/api/tags", 9);
+		else if (c->ptype == PROVIDER_OPENAI)
+			h->path = arena_strndup(c->a, "/v1/models", 10);
+		else if (h->enabled)
+			return cfg_err(c, NODE_LINE(n),
+				       "missing required key \"path\" for provider type %s",
+				       provider_type_name(c->ptype));
+	} else if (h->path[0] != '/') {
+		return cfg_err(c, n ? NODE_LINE(n) : 1,
+			       "path %s must start with '/'",
+			       cfg_quote(c, h->path, strlen(h->path)));
+	}
+	if (h->timeout_s > h->interval_s)
+		return cfg_err(c, n ? NODE_LINE(n) : 1,
+			       "timeout_s (%d) must not exceed interval_s (%d)",
+			       h->timeout_s, h->interval_s);
+	return UMB_OK;
+}
+
+static int ejection_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_ejection *e = base;
+	if (e->max_ms < e->base_ms)
+		return cfg_err(c, n ? NODE_LINE(n) : 1,
+			       "max_ms (%d) must be at least base_ms (%d)",
+			       e->max_ms, e->base_ms);
+	return UMB_OK;
+}
+
+static int provider_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_provider *p = base;
+	if (!p->n_endpoints)
+		return cfg_err(c, NODE_LINE(n),
+			       "missing url or endpoints, expected exactly one of them");
+	if (p->n_endpoints == 1 && !p->endpoints[0].name)
+		p->endpoints[0].name = p->name; /* url: shorthand */
+	bool primary = false;
+	for (size_t i = 0; i < p->n_endpoints; i++)
+		primary |= !p->endpoints[i].backup;
+	if (!primary)
+		return cfg_err(c, NODE_LINE(n),
+			       "every endpoint is a backup, expected at least one with backup: false");
+	return UMB_OK;
+}
+
+static int price_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_price *p = base;
+	UMB_UNUSED(c);
+	p->set = n != NULL;
+	/* An unpriced cache read costs what a normal input token costs:
+	 * over-estimating keeps budgets safe. */
+	if (p->set && !cfg_map_get(c, n, "cached_input_per_mtok"))
+		p->cached_input_per_mtok = p->input_per_mtok;
+	return UMB_OK;
+}
+
+static int model_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_model *m = base;
+	UMB_UNUSED(c);
+	UMB_UNUSED(n);
+	m->is_glob = strpbrk(m->name, "*?") != NULL;
+	if (!m->fallbacks) {
+		m->fallbacks = arena_alloc(c->a, sizeof(char *));
+		c->fb_lines[c->cur_model] = arena_alloc(c->a, sizeof(int));
+	}
+	return UMB_OK;
+}
+
+static int config_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	int rc;
+	UMB_UNUSED(n);
+	UMB_UNUSED(base);
+	size_t old = cfg_path_key(c, "models");
+	rc = cfg_load_models(c, c->models_node);
+	cfg_path_pop(c, old);
+	if (rc)
+		return rc;
+	return cfg_resolve_fallbacks(c);
+}
+
+/* ---- the tables ---- */
+
+#define KEY(nm, k, st, fld, ...) \
+	{ .name = nm, .kind = k, .off = offsetof(st, fld), __VA_ARGS__ }
+#define UNIMPL(nm, what) \
+	{ .name = nm, .kind = CK_UNIMPL, .doc = what }
+#define TY(mask) .types = (mask)
+
+static const struct cfg_key tls_keys[] = {
+	KEY("cert", CK_PATH, struct cfg_tls, cert, .doc = "server certificate (PEM); enables TLS together with key"),
+	KEY("key", CK_PATH, struct cfg_tls, key, .doc = "server private key (PEM)"),
+	KEY("client_ca", CK_PATH, struct cfg_tls, client_ca, .doc = "CA bundle that verifies client certificates"),
+	KEY("client_auth", CK_ENUM, struct cfg_tls, client_auth, .def = "none", .enums = client_auths,
+	    .doc = "none | optional | require; optional when client_ca is set and this is not"),
+};
+static const struct cfg_section tls_section = { "tls", tls_keys, UMB_ARRAY_LEN(tls_keys), tls_post };
+
+#define LIMIT_MS(nm, fld, d, lo, text) \
+	KEY(nm, CK_INT, struct cfg_limits, fld, .def = d, .min = lo, .max = 86400000, .doc = text)
+static const struct cfg_key limits_keys[] = {
+	KEY("max_body_bytes", CK_U64, struct cfg_limits, max_body_bytes, .def = "8388608", .min = 1, .max = 1099511627776.0,
+	    .doc = "largest request body accepted; larger gets 413"),
+	KEY("max_header_bytes", CK_U64, struct cfg_limits, max_header_bytes, .def = "65536", .min = 1024, .max = 16777216,
+	    .doc = "largest request head accepted; larger gets 431"),
+	KEY("max_response_bytes", CK_U64, struct cfg_limits, max_response_bytes, .def = "67108864", .min = 1024, .max = 1099511627776.0,
+	    .doc = "largest non-streaming upstream response body; larger gets 502"),
+	LIMIT_MS("header_timeout_ms", header_timeout_ms, "10000", 1, "time for the whole request head to arrive"),
+	LIMIT_MS("body_timeout_ms", body_timeout_ms, "30000", 1, "longest gap between request body reads"),
+	LIMIT_MS("keepalive_timeout_ms", keepalive_timeout_ms, "75000", 1, "idle keep-alive connection lifetime"),
+	LIMIT_MS("write_timeout_ms", write_timeout_ms, "60000", 1, "longest wait for a client that is not reading"),
+	LIMIT_MS("drain_timeout_ms", drain_timeout_ms, "30000", 0, "grace for in-flight requests on SIGTERM"),
+	KEY("max_connections", CK_INT, struct cfg_limits, max_connections, .def = "10000", .min = 1, .max = 1000000,
+	    .doc = "concurrent client connections per gateway"),
+};
+static const struct cfg_section limits_section = { "limits", limits_keys, UMB_ARRAY_LEN(limits_keys), NULL };
+
+static const struct cfg_key log_keys[] = {
+	KEY("level", CK_ENUM, struct config, log_level, .def = "info", .enums = log_levels,
+	    .doc = "debug | info | warn | error"),
+	KEY("requests", CK_BOOL, struct config, log_requests, .def = "true",
+	    .doc = "one JSON line per request on stderr"),
+};
+static const struct cfg_section log_section = { "log", log_keys, UMB_ARRAY_LEN(log_keys), NULL };
+
+static const struct cfg_key auth_keys[] = {
+	KEY("mode", CK_ENUM, struct config, auth_mode, .def = "none", .enums = auth_modes,
+	    .doc = "none (keys, certs, keys+certs: not implemented in this build yet)"),
+};
+static const struct cfg_section auth_section = { "auth", auth_keys, UMB_ARRAY_LEN(auth_keys), NULL };
+
+static const struct cfg_key metrics_keys[] = {
+	KEY("public", CK_BOOL, struct config, metrics_public, .def = "false",
+	    .doc = "serve /metrics without admin credentials (always open with auth.mode none)"),
+};
+static const struct cfg_section metrics_section = { "metrics", metrics_keys, UMB_ARRAY_LEN(metrics_keys), NULL };
+
+static const struct cfg_key health_keys[] = {
+	KEY("path", CK_STR, struct cfg_health, path, .doc = "GET path probed; default /v1/models (openai), /api/tags (ollama)"),
+	KEY("interval_s", CK_INT, struct cfg_health, interval_s, .def = "30", .min = 1, .max = 86400,
+	    .doc = "seconds between probes"),
+	KEY("timeout_s", CK_INT, struct cfg_health, timeout_s, .def = "5", .min = 1, .max = 3600,
+	    .doc = "probe timeout, at most interval_s"),
+	KEY("unhealthy_after", CK_INT, struct cfg_health, unhealthy_after, .def = "2", .min = 1, .max = 100,
+	    .doc = "consecutive failed probes that mark an endpoint down"),
+	KEY("healthy_after", CK_INT, struct cfg_health, healthy_after, .def = "1", .min = 1, .max = 100,
+	    .doc = "consecutive good probes that mark it up again"),
+};
+static const struct cfg_section health_section = { "health_check", health_keys, UMB_ARRAY_LEN(health_keys), health_post };
+
+static const struct cfg_key timeouts_keys[] = {
+	KEY("connect_ms", CK_INT, struct cfg_timeouts, connect_ms, .def = "5000", .min = 1, .max = 86400000,
+	    .doc = "TCP/TLS connect timeout (→ next endpoint, finally 504)"),
+	KEY("first_byte_ms", CK_INT, struct cfg_timeouts, first_byte_ms, .def = "120000", .min = 1, .max = 86400000,
+	    .doc = "wait for the upstream response head"),
+	KEY("idle_ms", CK_INT, struct cfg_timeouts, idle_ms, .def = "60000", .min = 1, .max = 86400000,
+	    .doc = "longest gap between upstream body bytes"),
+};
+static const struct cfg_section timeouts_section = { "timeouts", timeouts_keys, UMB_ARRAY_LEN(timeouts_keys), NULL };
+
+static const struct cfg_key ejection_keys[] = {
+	KEY("consecutive_failures", CK_INT, struct cfg_ejection, consecutive_failures, .def = "3", .min = 1, .max = 1000,
+	    .doc = "failures in a row that eject an endpoint"),
+	KEY("base_ms", CK_INT, struct cfg_ejection, base_ms, .def = "1000", .min = 1, .max = 86400000,
+	    .doc = "first ejection time, doubled on each repeat"),
+	KEY("max_ms", CK_INT, struct cfg_ejection, max_ms, .def = "60000", .min = 1, .max = 86400000,
+	    .doc = "longest ejection time"),
+};
+static const struct cfg_section ejection_section = { "ejection", ejection_keys, UMB_ARRAY_LEN(ejection_keys), ejection_post };
+
+static const struct cfg_key endpoint_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_endpoint, name, .parse = cfg_parse_ident, .required = true,
+	    .doc = "endpoint name, unique within the provider"),
+	KEY("url", CK_TEXT, struct cfg_endpoint, url, .parse = cfg_parse_endpoint_url, .required = true,
+	    .doc = "http://host[:port][/prefix], https://... or unix:///path.sock"),
+	UNIMPL("service", "dark service reached through a connector"),
+	KEY("weight", CK_INT, struct cfg_endpoint, weight, .def = "1", .min = 1, .max = 10000,
+	    .doc = "share of traffic among healthy primary endpoints"),
+	KEY("backup", CK_BOOL, struct cfg_endpoint, backup, .def = "false",
+	    .doc = "used only when no primary endpoint is healthy"),
+};
+static const struct cfg_section endpoint_section = { "endpoints[]", endpoint_keys, UMB_ARRAY_LEN(endpoint_keys), NULL };
+
+#define AZ PT(PROVIDER_AZURE)
+#define BR PT(PROVIDER_BEDROCK)
+#define VX PT(PROVIDER_VERTEX)
+static const struct cfg_key provider_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_provider, name, .parse = cfg_parse_ident, .required = true,
+	    .doc = "provider name that models refer to"),
+	KEY("type", CK_ENUM, struct cfg_provider, type, .enums = provider_types, .required = true,
+	    .doc = "openai (anthropic, azure, bedrock, vertex, ollama: not implemented in this build yet)"),
+	KEY("url", CK_TEXT, struct cfg_provider, endpoints, .parse = cfg_parse_provider_url,
+	    .doc = "one endpoint named after the provider; exclusive with endpoints"),
+	KEY("endpoints", CK_CUSTOM, struct cfg_provider, endpoints, .custom = cfg_load_endpoints,
+	    .doc = "list of endpoints; exclusive with url"),
+	KEY("api_key", CK_STR, struct cfg_provider, api_key, .allow_empty = true,
+	    .doc = "sent upstream as Authorization: Bearer; empty means none"),
+	KEY("headers", CK_CUSTOM, struct cfg_provider, headers, .off2 = offsetof(struct cfg_provider, n_headers),
+	    .custom = cfg_load_headers, .doc = "extra upstream headers (name: value)"),
+	KEY("health_check", CK_SECTION, struct cfg_provider, health, .sub = &health_section,
+	    .doc = "active health checks; present (even empty) enables them"),
+	KEY("timeouts", CK_SECTION, struct cfg_provider, timeouts, .sub = &timeouts_section,
+	    .doc = "upstream timeouts"),
+	KEY("ejection", CK_SECTION, struct cfg_provider, ejection, .sub = &ejection_section,
+	    .doc = "passive ejection of failing endpoints"),
+	KEY("max_attempts", CK_INT, struct cfg_provider, max_attempts, .def = "3", .min = 1, .max = 100,
+	    .doc = "endpoints tried per request before fallbacks"),
+	KEY("api_version", CK_STR, struct cfg_provider, api_version, TY(AZ), .doc = "azure: api-version"),
+	KEY("deployment", CK_STR, struct cfg_provider, deployment, TY(AZ), .doc = "azure: deployment (default upstream_model)"),
+	KEY("region", CK_STR, struct cfg_provider, region, TY(BR), .doc = "bedrock: AWS region"),
+	KEY("profile", CK_STR, struct cfg_provider, profile, TY(BR), .doc = "bedrock: ~/.aws/credentials profile"),
+	KEY("access_key_id", CK_STR, struct cfg_provider, access_key_id, TY(BR), .doc = "bedrock: AWS access key id"),
+	KEY("secret_access_key", CK_STR, struct cfg_provider, secret_access_key, TY(BR), .doc = "bedrock: AWS secret key"),
+	KEY("session_token", CK_STR, struct cfg_provider, session_token, TY(BR), .doc = "bedrock: AWS session token"),
+	KEY("project", CK_STR, struct cfg_provider, project, TY(VX), .doc = "vertex: GCP project"),
+	KEY("location", CK_STR, struct cfg_provider, location, TY(VX), .doc = "vertex: GCP location"),
+	KEY("credentials_file", CK_PATH, struct cfg_provider, credentials_file, TY(VX), .doc = "vertex: service-account JSON"),
+	KEY("access_token", CK_STR, struct cfg_provider, access_token, TY(VX), .doc = "vertex: OAuth access token"),
+};
+static const struct cfg_section provider_section = { "providers[]", provider_keys, UMB_ARRAY_LEN(provider_keys), provider_post };
+
+static const struct cfg_key price_keys[] = {
+	KEY("input_per_mtok", CK_DOUBLE, struct cfg_price, input_per_mtok, .def = "0", .min = 0, .max = 1e9,
+	    .doc = "USD per million prompt tokens"),
+	KEY("output_per_mtok", CK_DOUBLE, struct cfg_price, output_per_mtok, .def = "0", .min = 0, .max = 1e9,
+	    .doc = "USD per million completion tokens"),
+	KEY("cached_input_per_mtok", CK_DOUBLE, struct cfg_price, cached_input_per_mtok, .def = "0", .min = 0, .max = 1e9,
+	    .doc = "USD per million cached prompt tokens; default input_per_mtok"),
+};
+static const struct cfg_section price_section = { "price", price_keys, UMB_ARRAY_LEN(price_keys), price_post };
+
+static const struct cfg_key model_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_model, name, .parse = cfg_parse_model_name, .required = true,
+	    .doc = "name clients ask for; may be a glob (*, ?)"),
+	KEY("provider", CK_TEXT, struct cfg_model, provider_name, .parse = cfg_parse_model_provider, .required = true,
+	    .doc = "name of a provider in providers"),
+	KEY("upstream_model", CK_STR, struct cfg_model, upstream_model,
+	    .doc = "model name sent upstream; default: the requested name"),
+	KEY("api_key", CK_STR, struct cfg_model, api_key, .allow_empty = true,
+	    .doc = "overrides the provider's api_key"),
+	KEY("headers", CK_CUSTOM, struct cfg_model, headers, .off2 = offsetof(struct cfg_model, n_headers),
+	    .custom = cfg_load_headers, .doc = "extra upstream headers for this model"),
+	KEY("locality", CK_ENUM, struct cfg_model, locality, .enums = localities,
+	    .doc = "onprem | cloud: where the data goes (sensitivity guard)"),
+	KEY("price", CK_SECTION, struct cfg_model, price, .sub = &price_section,
+	    .doc = "prices in USD per million tokens"),
+	KEY("max_output_tokens", CK_INT, struct cfg_model, max_output_tokens, .def = "0", .min = 0, .max = 100000000,
+	    .doc = "worst-case output for budget reservations; 0 = unset"),
+	KEY("fallbacks", CK_CUSTOM, struct cfg_model, fallbacks, .custom = cfg_load_fallbacks,
+	    .doc = "exact model names tried in order when this one fails"),
+};
+static const struct cfg_section model_section = { "models[]", model_keys, UMB_ARRAY_LEN(model_keys), model_post };
+
+static const struct cfg_key config_keys[] = {
+	KEY("listen", CK_TEXT, struct config, listen_host, .def = "127.0.0.1:8080", .parse = cfg_parse_listen,
+	    .doc = "address the gateway listens on, host:port or [v6]:port"),
+	KEY("workers", CK_INT, struct config, workers, .def = "0", .min = 0, .max = 1024,
+	    .doc = "worker threads; 0 = number of CPUs"),
+	KEY("tls", CK_SECTION, struct config, tls, .sub = &tls_section, .doc = "TLS and client certificates"),
+	KEY("limits", CK_SECTION, struct config, limits, .sub = &limits_section, .doc = "request limits and timeouts"),
+	{ .name = "log", .kind = CK_SECTION, .off = 0, .sub = &log_section, .doc = "logging" },
+	{ .name = "auth", .kind = CK_SECTION, .off = 0, .sub = &auth_section, .doc = "caller authentication" },
+	{ .name = "metrics", .kind = CK_SECTION, .off = 0, .sub = &metrics_section, .doc = "Prometheus /metrics" },
+	KEY("providers", CK_CUSTOM, struct config, providers, .custom = cfg_load_providers, .required = true,
+	    .doc = "model backends"),
+	KEY("models", CK_CUSTOM, struct config, models, .custom = cfg_defer_models, .required = true,
+	    .doc = "the model names clients use"),
+	UNIMPL("tunnel", "where connectors dial in"),
+	UNIMPL("store", "sqlite:// or postgres:// store"),
+	UNIMPL("audit", "audit log"),
+	UNIMPL("crypto", "crypto mode"),
+	UNIMPL("airgapped", "refuse endpoints outside the perimeter"),
+	UNIMPL("routing", "automatic routing"),
+	UNIMPL("teams", "teams"),
+	UNIMPL("identities", "identities"),
+	UNIMPL("services", "dark services"),
+	UNIMPL("budgets", "budgets"),
+};
+static const struct cfg_section config_section = { "", config_keys, UMB_ARRAY_LEN(config_keys), config_post };
+
+/* ---- entry points ---- */
+
+/* An absolute form of dir (NULL: the working directory), in the arena. */
+static char *cfg_abs_dir(struct arena *a, const char *dir)
+{
+	char cwd[PATH_MAX];
+	if (dir && dir[0] == '/')
+		return arena_strndup(a, dir, strlen(dir));
+	if (!getcwd(cwd, sizeof(cwd)))
+		strcpy(cwd, "/");
+	if (!dir || !*dir || !strcmp(dir, "."))
+		return arena_strndup(a, cwd, strlen(cwd));
+	return arena_printf(a, "%s/%s", strcmp(cwd, "/") ? cwd : "", dir);
+}
+
+struct config *config_load_string(const char *yaml, size_t len,
+				  const char *name, const char *dir,
+				  struct config_err *err)
+{
+	struct config_err scratch;
+	struct arena *a = arena_new(0);
+	struct config *cfg = arena_alloc(a, sizeof(*cfg));
+	struct cfg_ctx c = { 0 };
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	bool have_doc = false;
+	int rc = UMB_ERR;
+
+	if (!err)
+		err = &scratch;
+	err->msg[0] = 0;
+	cfg->arena = a;
+	cfg->path = arena_strndup(a, name ? name : "<string>", strlen(name ? name : "<string>"));
+	cfg->dir = cfg_abs_dir(a, dir);
+	c.cfg = cfg;
+	c.a = a;
+	c.name = cfg->path;
+	c.err = err;
+	c.doc = &doc;
+
+	if (!yaml_parser_initialize(&parser)) {
+		snprintf(err->msg, sizeof(err->msg), "%s: out of memory", c.name);
+		goto out_arena;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		cfg_err_raw(&c, (int)parser.problem_mark.line + 1,
+			    "YAML syntax error: %s%s%s",
+			    parser.problem ? parser.problem : "malformed document",
+			    parser.context ? " " : "",
+			    parser.context ? parser.context : "");
+		goto out;
+	}
+	have_doc = true;
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (!root) {
+		cfg_err_raw(&c, 1,
+			    "empty configuration, expected a mapping with at least providers: and models:");
+		goto out;
+	}
+	{
+		/* A second document would be silently ignored: refuse it. */
+		yaml_document_t extra;
+		if (!yaml_parser_load(&parser, &extra)) {
+			cfg_err_raw(&c, (int)parser.problem_mark.line + 1,
+				    "YAML syntax error: %s%s%s",
+				    parser.problem ? parser.problem : "malformed document",
+				    parser.context ? " " : "",
+				    parser.context ? parser.context : "");
+			goto out;
+		}
+		bool more = yaml_document_get_root_node(&extra) != NULL;
+		int line = more ? NODE_LINE(yaml_document_get_root_node(&extra)) : 0;
+		yaml_document_delete(&extra);
+		if (more) {
+			cfg_err_raw(&c, line,
+				    "a second YAML document (---), expected exactly one");
+			goto out;
+		}
+	}
+	if (root->type != YAML_MAPPING_NODE) {
+		cfg_err_raw(&c, NODE_LINE(root),
+			    "expected a mapping at the top level (listen:, providers:, models: ...), got a %s",
+			    cfg_node_kind(root));
+		goto out;
+	}
+	rc = cfg_load_section(&c, root, &config_section, cfg);
+out:
+	if (have_doc)
+		yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	if (rc == UMB_OK)
+		return cfg;
+out_arena:
+	arena_free(a);
+	return NULL;
+}
+
+struct config *config_load_file(const char *path, struct config_err *err)
+{
+	struct config_err scratch;
+	struct buf b;
+	struct config *cfg = NULL;
+	FILE *f;
+	char chunk[16384];
+	size_t n;
+
+	if (!err)
+		err = &scratch;
+	buf_init(&b, CFG_MAX_FILE);
+	f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot open: %s", path,
+			 strerror(errno));
+		return NULL;
+	}
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (buf_append(&b, chunk, n)) {
+			snprintf(err->msg, sizeof(err->msg),
+				 "%s: file larger than %d bytes", path, CFG_MAX_FILE);
+			goto out;
+		}
+	}
+	if (ferror(f)) {
+		snprintf(err->msg, sizeof(err->msg), "%s: cannot read: %s", path,
+			 strerror(errno));
+		goto out;
+	}
+	/* Relative paths resolve against the file's own directory. */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	char real[PATH_MAX];
+	const char *d = realpath(dir, real) ? real : dir;
+	cfg = config_load_string(b.p ? b.p : "", b.n, path, d, err);
+out:
+	fclose(f);
+	buf_clear(&b);
+	return cfg;
+}
+
+struct config *config_load_default(struct config_err *err)
+{
+	return config_load_string(config_default_yaml, strlen(config_default_yaml),
+				  "<embedded>", NULL, err);
+}
+
+void config_free(struct config *cfg)
+{
+	if (cfg)
+		arena_free(cfg->arena); /* cfg itself lives in the arena */
+}
+
+const struct cfg_model *config_find_model(const struct config *cfg,
+					  struct str name)
+{
+	for (size_t i = 0; i < cfg->n_models; i++)
+		if (!cfg->models[i].is_glob && str_eq_cstr(name, cfg->models[i].name))
+			return &cfg->models[i];
+	for (size_t i = 0; i < cfg->n_models; i++)
+		if (cfg->models[i].is_glob && str_glob(cfg->models[i].name, name))
+			return &cfg->models[i];
+	return NULL;
+}
+
+const struct cfg_provider *config_find_provider(const struct config *cfg,
+						const char *name)
+{
+	for (size_t i = 0; i < cfg->n_providers; i++)
+		if (!strcmp(cfg->providers[i].name, name))
+			return &cfg->providers[i];
+	return NULL;
+}
+
+/* ---- umbra check table ---- */
+
+static const char *cfg_locality_name(enum locality l)
+{
+	return l == LOCALITY_ONPREM ? "onprem" : l == LOCALITY_CLOUD ? "cloud" : "-";
+}
+
+void config_print_table(const struct config *cfg, FILE *out)
+{
+	enum { C_MODEL, C_PROV, C_UP, C_LOC, C_FB, C_EP, NCOL };
+	static const char *const head[NCOL] = { "MODEL", "PROVIDER", "UPSTREAM MODEL",
+						"LOCALITY", "FALLBACKS", "ENDPOINTS" };
+	struct arena *a = arena_new(0);
+	size_t rows = cfg->n_models;
+	char **cell = arena_alloc(a, sizeof(char *) * NCOL * (rows ? rows : 1));
+	size_t w[NCOL];
+
+	for (int k = 0; k < NCOL; k++)
+		w[k] = strlen(head[k]);
+	for (size_t i = 0; i < rows; i++) {
+		const struct cfg_model *m = &cfg->models[i];
+		const struct cfg_provider *p = m->provider;
+		char **r = &cell[i * NCOL];
+		struct buf b;
+		r[C_MODEL] = m->name;
+		r[C_PROV] = arena_printf(a, "%s (%s)", p->name, provider_type_name(p->type));
+		r[C_UP] = m->upstream_model ? m->upstream_model : "(as requested)";
+		r[C_LOC] = (char *)cfg_locality_name(m->locality);
+		buf_init(&b, 0);
+		for (size_t f = 0; f < m->n_fallbacks; f++)
+			buf_printf(&b, "%s%s", f ? "," : "", m->fallbacks[f]);
+		r[C_FB] = b.n ? arena_strndup(a, b.p, b.n) : "-";
+		buf_reset(&b);
+		for (size_t e = 0; e < p->n_endpoints; e++) {
+			const struct cfg_endpoint *ep = &p->endpoints[e];
+			buf_printf(&b, "%s%s=%s (weight %d%s)", e ? ", " : "",
+				   ep->name, ep->url ? ep->url : "-", ep->weight,
+				   ep->backup ? ", backup" : "");
+		}
+		r[C_EP] = arena_strndup(a, b.p ? b.p : "", b.n);
+		buf_clear(&b);
+		for (int k = 0; k < NCOL - 1; k++)
+			w[k] = UMB_MAX(w[k], strlen(r[k]));
+	}
+	fprintf(out, "listen %s:%d%s, workers %s, auth %s\n", cfg->listen_host,
+		cfg->listen_port, cfg->tls.enabled ? " (tls)" : "",
+		cfg->workers ? arena_printf(a, "%d", cfg->workers) : "auto",
+		auth_modes[cfg->auth_mode].name);
+	for (int k = 0; k < NCOL - 1; k++)
+		fprintf(out, "%-*s  ", (int)w[k], head[k]);
+	fprintf(out, "%s\n", head[NCOL - 1]);
+	for (size_t i = 0; i < rows; i++)
+		for (int k = 0; k < NCOL; k++) {
+			if (k == NCOL - 1)
+				fprintf(out, "%s\n", cell[i * NCOL + k]);
+			else
+				fprintf(out, "%-*s  ", (int)w[k], cell[i * NCOL + k]);
+		}
+	for (size_t i = 0; i < cfg->n_providers; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+		fprintf(out, "provider %s (%s): ", p->name, provider_type_name(p->type));
+		if (p->health.enabled)
+			fprintf(out, "health_check GET %s every %ds (timeout %ds, down after %d, up after %d)",
+				p->health.path, p->health.interval_s, p->health.timeout_s,
+				p->health.unhealthy_after, p->health.healthy_after);
+		else
+			fprintf(out, "health_check off (passive only)");
+		fprintf(out, "; timeouts connect %dms, first byte %dms, idle %dms; max_attempts %d; eject after %d failures for %d..%dms\n",
+			p->timeouts.connect_ms, p->timeouts.first_byte_ms,
+			p->timeouts.idle_ms, p->max_attempts,
+			p->ejection.consecutive_failures, p->ejection.base_ms,
+			p->ejection.max_ms);
+	}
+	arena_free(a);
+}

@@ -1,0 +1,180 @@
+/* config.h — the loaded, validated configuration (DESIGN.md "Configuration").
+ *
+ * A struct config is immutable once loaded and owns all its memory (one
+ * arena). Reload builds a new one and swaps it; runtime state that must
+ * survive reloads (endpoint health) lives elsewhere. */
+#ifndef UMB_CONFIG_H
+#define UMB_CONFIG_H
+
+#include <stdio.h>
+
+#include "core/core.h"
+
+enum provider_type {
+	PROVIDER_OPENAI,
+	PROVIDER_ANTHROPIC,
+	PROVIDER_AZURE,
+	PROVIDER_BEDROCK,
+	PROVIDER_VERTEX,
+	PROVIDER_OLLAMA,
+};
+
+enum locality { LOCALITY_UNSET, LOCALITY_ONPREM, LOCALITY_CLOUD };
+enum client_auth { CLIENT_AUTH_NONE, CLIENT_AUTH_OPTIONAL, CLIENT_AUTH_REQUIRE };
+enum auth_mode { AUTH_NONE, AUTH_KEYS, AUTH_CERTS, AUTH_KEYS_CERTS };
+
+/** One "Name: value" header added to upstream requests. */
+struct cfg_header {
+	char *name;
+	char *value;
+};
+
+/** Where an endpoint lives once its URL is parsed. */
+enum endpoint_scheme { SCHEME_HTTP, SCHEME_HTTPS, SCHEME_UNIX, SCHEME_SERVICE };
+
+struct cfg_endpoint {
+	char *name;          /* endpoints[].name, or the provider name for `url:` */
+	char *url;           /* as written (after ${ENV}); NULL for service */
+	char *service;       /* dark service name (tunnel, later issue) */
+	enum endpoint_scheme scheme;
+	char *origin;        /* "http://host:port" + optional path prefix, no
+	                      * trailing '/'; for unix: "http://localhost" */
+	char *unix_path;     /* socket path for unix:// URLs, else NULL */
+	int weight;          /* >= 1, default 1 */
+	bool backup;         /* used only when no primary endpoint is healthy */
+	int line;
+};
+
+struct cfg_timeouts {
+	int connect_ms;    /* default 5000 */
+	int first_byte_ms; /* default 120000 */
+	int idle_ms;       /* default 60000: max gap between body bytes */
+};
+
+struct cfg_health {
+	bool enabled;        /* true when the provider has health_check: */
+	char *path;          /* default per type: /v1/models (openai), /api/tags (ollama) */
+	int interval_s;      /* default 30 */
+	int timeout_s;       /* default 5 */
+	int unhealthy_after; /* consecutive failures, default 2 */
+	int healthy_after;   /* consecutive successes, default 1 */
+};
+
+/** Passive failure handling: an endpoint failing `consecutive_failures`
+ * times in a row is ejected for base_ms, doubling up to max_ms. */
+struct cfg_ejection {
+	int consecutive_failures; /* default 3 */
+	int base_ms;              /* default 1000 */
+	int max_ms;               /* default 60000 */
+};
+
+struct cfg_provider {
+	char *name;
+	enum provider_type type;
+	char *api_key;              /* NULL when absent */
+	struct cfg_header *headers; /* extra upstream headers */
+	size_t n_headers;
+	struct cfg_endpoint *endpoints;
+	size_t n_endpoints;
+	struct cfg_health health;
+	struct cfg_timeouts timeouts;
+	struct cfg_ejection ejection;
+	int max_attempts; /* endpoints tried per request before fallbacks, default 3 */
+	char *ca_file;    /* PEM trust anchors for https endpoints (absolute path;
+	                   * NULL = the system store). Added by the lead. */
+	/* type-specific settings, kept as written (used by later providers) */
+	char *api_version, *deployment, *region, *profile, *access_key_id,
+		*secret_access_key, *session_token, *project, *location,
+		*credentials_file, *access_token;
+	int line;
+};
+
+struct cfg_price {
+	bool set;
+	double input_per_mtok, output_per_mtok, cached_input_per_mtok;
+};
+
+struct cfg_model {
+	char *name;           /* what clients ask for; may be a glob ("*", "llama-*") */
+	bool is_glob;         /* name contains '*' or '?' */
+	char *provider_name;
+	struct cfg_provider *provider; /* resolved */
+	char *upstream_model; /* NULL: send the requested name unchanged */
+	char *api_key;        /* overrides the provider's */
+	struct cfg_header *headers;
+	size_t n_headers;
+	enum locality locality;
+	struct cfg_price price;
+	int max_output_tokens; /* 0 = unset */
+	char **fallbacks;      /* model names, each resolved at load */
+	struct cfg_model **fallback_models;
+	size_t n_fallbacks;
+	int line;
+};
+
+struct cfg_tls {
+	bool enabled; /* cert and key given */
+	char *cert, *key, *client_ca; /* absolute paths */
+	enum client_auth client_auth;
+};
+
+struct cfg_limits {
+	uint64_t max_body_bytes;   /* default 8 MiB → 413 */
+	uint64_t max_header_bytes; /* default 64 KiB → 431 */
+	uint64_t max_response_bytes; /* non-stream upstream body cap, default 64 MiB → 502 */
+	int header_timeout_ms;     /* whole request head must arrive, default 10000 */
+	int body_timeout_ms;       /* max gap between body reads, default 30000 */
+	int keepalive_timeout_ms;  /* idle keep-alive connection, default 75000 */
+	int write_timeout_ms;      /* client not reading, default 60000 */
+	int drain_timeout_ms;      /* SIGTERM grace for in-flight requests, default 30000 */
+	int max_connections;       /* per gateway, default 10000 */
+};
+
+struct config {
+	struct arena *arena; /* owns everything below */
+	char *path;          /* file path, or "<embedded>" */
+	char *dir;           /* directory relative paths resolve against */
+	char *listen_host;   /* from listen: "host:port" ("[::1]:8080" ok) */
+	int listen_port;
+	int workers;         /* 0 = number of CPUs */
+	struct cfg_tls tls;
+	struct cfg_limits limits;
+	enum auth_mode auth_mode;     /* only AUTH_NONE is implemented so far */
+	enum log_level log_level;
+	bool log_requests;            /* one JSON line per request, default true */
+	bool metrics_public;          /* metrics: { public: true }; added by the
+	                               * config module: /metrics without admin
+	                               * credentials when auth is on (default false) */
+	struct cfg_provider *providers;
+	size_t n_providers;
+	struct cfg_model *models;
+	size_t n_models;
+};
+
+/** Config errors carry file:line and what was expected. */
+struct config_err {
+	char msg[512];
+};
+
+/** Load and validate a YAML file. Returns NULL and fills err on any error. */
+struct config *config_load_file(const char *path, struct config_err *err);
+/** Load from a string (name is used in error messages; dir for paths). */
+struct config *config_load_string(const char *yaml, size_t len,
+				  const char *name, const char *dir,
+				  struct config_err *err);
+/** The embedded default config (README documents it). */
+struct config *config_load_default(struct config_err *err);
+extern const char config_default_yaml[];
+void config_free(struct config *cfg);
+
+/** Exact match first, then globs in config order; NULL if none. */
+const struct cfg_model *config_find_model(const struct config *cfg,
+					  struct str name);
+const struct cfg_provider *config_find_provider(const struct config *cfg,
+						const char *name);
+/** Print the model → provider → endpoints table (`umbra check`). */
+void config_print_table(const struct config *cfg, FILE *out);
+
+const char *provider_type_name(enum provider_type t);
+
+#endif

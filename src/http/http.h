@@ -1,0 +1,125 @@
+/* http.h — the ingress: listeners, worker threads, client connections,
+ * request framing, response writing, timeouts, TLS, drain and reload.
+ *
+ * Each worker thread runs one libevent loop; connections never move
+ * between workers. A request (struct req) is handed to api_dispatch()
+ * once its head and body are complete; the handler answers immediately
+ * (http_respond) or later from upstream callbacks on the same worker.
+ *
+ * Ownership: the request owns its arena and the bytes of its head and body
+ * (views in `head` and `body` point into them) until http_req_finish(). */
+#ifndef UMB_HTTP_H
+#define UMB_HTTP_H
+
+#include <stdatomic.h>
+
+#include "config/config.h"
+#include "core/core.h"
+#include "http/http_parse.h"
+
+struct event_base;
+struct worker;
+struct conn;
+struct upstream_set;
+struct metrics_shard;
+struct req;
+
+/** A config and everything derived from it, shared by all workers and
+ * swapped as a whole on reload. Requests hold a reference for their
+ * whole life, so a reload never changes a request half way. */
+struct runtime {
+	struct config *cfg;
+	struct upstream_set *ups;
+	struct ssl_ctx_st *ssl_ctx; /* ingress TLS, NULL without tls: */
+	atomic_int refs;
+};
+
+struct runtime *runtime_acquire(void);
+void runtime_release(struct runtime *rt);
+
+/** Per-thread state that handlers may use. */
+struct worker {
+	int idx;
+	struct event_base *base;
+	struct metrics_shard *metrics;
+	void *upstream; /* upstream module's per-worker state (curl multi) */
+};
+
+/** Handler hooks a request's owner installs while it waits on I/O. */
+struct req_hooks {
+	/** The client went away or the gateway is shutting the request down:
+	 * cancel upstream work now. The request is finished right after. */
+	void (*abort)(struct req *r);
+	/** Output queued earlier has drained below the low-water mark. */
+	void (*drain)(struct req *r);
+};
+
+struct req {
+	struct worker *w;
+	struct conn *conn;
+	struct arena *arena;
+	struct runtime *rt;
+	struct http_request_head head;
+	struct str body;
+	char id[48];             /* x-request-id */
+	uint64_t t_start_ns;     /* first byte of the request head */
+	uint64_t upstream_ns;    /* time spent waiting on upstreams */
+	bool tls;
+	char peer[64];           /* client address */
+
+	/* what the handler learned, for logs and metrics */
+	const char *api;         /* "chat" | "embeddings" | "models" | ... */
+	const char *model;       /* configured model name, "" if unknown */
+	const char *provider, *endpoint;
+	uint64_t prompt_tokens, completion_tokens;
+	bool stream;
+	int attempts;
+	const char *error_kind;  /* last upstream failure kind, or NULL */
+
+	/* response state */
+	int status;
+	bool head_sent, chunked, finished;
+	struct req_hooks hooks;
+	void *handler; /* owner's context while hooks are set */
+};
+
+/* ---- responding ---- */
+
+/** Extra response header lines: "Name: value\r\n" each, or NULL. */
+struct http_resp {
+	int status;
+	const char *content_type; /* NULL: none */
+	struct str extra_headers; /* preformatted "Name: value\r\n" lines */
+	struct str body;          /* borrowed until the request finishes */
+};
+
+/** Send a complete response and finish the request. */
+void http_respond(struct req *r, const struct http_resp *resp);
+/** Start a streamed (chunked) response; then http_stream_write/_end. */
+void http_stream_begin(struct req *r, int status, const char *content_type,
+		       struct str extra_headers);
+/** Queue one chunk. Returns true while the client keeps up; false means
+ * the output queue is above its high-water mark: stop producing until the
+ * drain hook runs. */
+bool http_stream_write(struct req *r, const char *p, size_t n);
+/** Terminate a streamed response (the final chunk is always sent).
+ * abort=true: the stream broke, so the connection is closed afterwards. */
+void http_stream_end(struct req *r, bool abort);
+/** Bytes queued for the client and not yet written. */
+size_t http_out_pending(const struct req *r);
+
+/** True while the gateway drains for shutdown (health reports 503). */
+bool http_is_draining(const struct req *r);
+/** The client address and port as text. */
+const char *http_req_peer(const struct req *r);
+
+/* ---- the server ---- */
+
+struct serve_opts {
+	const char *config_path; /* NULL: embedded default */
+};
+/** Run the gateway until SIGTERM/SIGINT has drained it. Returns an exit
+ * code. */
+int http_serve(const struct serve_opts *opts);
+
+#endif

@@ -1,0 +1,220 @@
+/* openai.c — the OpenAI wire format, spoken by OpenAI itself and by vLLM,
+ * SGLang, TGI, llama-server and Ollama's /v1.
+ *
+ * The client's body is forwarded with surgical edits only (DESIGN.md:
+ * parse once, never rebuild): the model name when the upstream calls the
+ * model differently, and stream_options.include_usage on streams so that
+ * usage is always known. */
+#include <stdlib.h>
+
+#include "core/json.h"
+#include "providers/provider.h"
+
+/* One replacement of body[off, off+len) by repl; edits never overlap. */
+struct body_edit {
+	size_t off, len;
+	struct str repl;
+};
+
+static int edit_cmp(const void *a, const void *b)
+{
+	const struct body_edit *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Apply sorted edits in one pass into a new arena buffer. */
+static struct str body_apply(struct arena *a, struct str body, struct body_edit *ed, size_t n)
+{
+	if (!n)
+		return body;
+	qsort(ed, n, sizeof *ed, edit_cmp);
+	size_t total = body.n;
+	for (size_t i = 0; i < n; i++)
+		total = total - ed[i].len + ed[i].repl.n;
+	char *out = arena_alloc(a, total + 1), *w = out;
+	size_t pos = 0;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(w, body.p + pos, ed[i].off - pos);
+		w += ed[i].off - pos;
+		memcpy(w, ed[i].repl.p, ed[i].repl.n);
+		w += ed[i].repl.n;
+		pos = ed[i].off + ed[i].len;
+	}
+	memcpy(w, body.p + pos, body.n - pos);
+	w += body.n - pos;
+	return str_make(out, (size_t)(w - out));
+}
+
+static const struct json_member *member(const struct upstream_call *c, const char *key)
+{
+	for (size_t i = 0; i < c->n_members; i++)
+		if (json_key_eq(c->members[i].key_raw, key))
+			return &c->members[i];
+	return NULL;
+}
+
+/* The name the upstream knows the model by. */
+static struct str upstream_name(const struct upstream_call *call, const struct cfg_model *m)
+{
+	if (m->upstream_model)
+		return str_cstr(m->upstream_model);
+	if (m->is_glob)
+		return call->requested_model;
+	return str_cstr(m->name);
+}
+
+static int openai_build(struct arena *a, const struct upstream_call *call,
+			const struct cfg_model *model, const struct cfg_endpoint *ep,
+			const char *request_id, struct provider_request *out)
+{
+	const struct cfg_provider *prov = model->provider;
+	struct body_edit ed[3];
+	size_t n_ed = 0;
+#define OFF(ptr) ((size_t)((ptr) - call->body.p))
+
+	/* model rewrite */
+	const struct json_member *mm = member(call, "model");
+	struct str want = upstream_name(call, model);
+	if (mm && !str_eq(want, call->requested_model)) {
+		struct buf q;
+		buf_init(&q, 0);
+		json_write_str(&q, want);
+		ed[n_ed++] = (struct body_edit){ OFF(mm->val.raw.p), mm->val.raw.n,
+						 str_cstr(arena_strdup_str(a, buf_str(&q))) };
+		buf_clear(&q);
+	}
+
+	/* streams always ask for usage */
+	if (call->op == UPSTREAM_CHAT && call->stream && !call->client_wants_usage) {
+		const struct json_member *so = member(call, "stream_options");
+		if (!so) {
+			/* insert right after the root's '{' */
+			size_t brace = 0;
+			while (call->body.p[brace] != '{')
+				brace++;
+			ed[n_ed++] = (struct body_edit){
+				brace + 1, 0,
+				call->n_members ? STR("\"stream_options\":{\"include_usage\":true},")
+						: STR("\"stream_options\":{\"include_usage\":true}") };
+		} else if (so->val.type != JSON_OBJECT) {
+			ed[n_ed++] = (struct body_edit){ OFF(so->val.raw.p), so->val.raw.n,
+							 STR("{\"include_usage\":true}") };
+		} else {
+			struct json_val iu;
+			if (json_obj_get(so->val, "include_usage", &iu)) {
+				ed[n_ed++] = (struct body_edit){ OFF(iu.raw.p), iu.raw.n, STR("true") };
+			} else {
+				struct json_iter it;
+				struct str k;
+				struct json_val v;
+				json_iter_init(&it, so->val);
+				bool empty = !json_obj_next(&it, &k, &v);
+				ed[n_ed++] = (struct body_edit){
+					OFF(so->val.raw.p) + 1, 0,
+					empty ? STR("\"include_usage\":true") : STR("\"include_usage\":true,") };
+			}
+		}
+	}
+#undef OFF
+	out->body = body_apply(a, call->body, ed, n_ed);
+
+	const char *path = call->op == UPSTREAM_EMBEDDINGS ? "/v1/embeddings" : "/v1/chat/completions";
+	out->url = arena_printf(a, "%s%s", ep->origin, path);
+	size_t h = 0;
+	out->headers[h++] = "Content-Type: application/json";
+	out->headers[h++] = "Expect:"; /* no 100-continue round trip on big bodies */
+	out->headers[h++] = arena_printf(a, "x-request-id: %s", request_id);
+	const char *key = model->api_key ? model->api_key : prov->api_key;
+	if (key && *key)
+		out->headers[h++] = arena_printf(a, "Authorization: Bearer %s", key);
+	for (size_t i = 0; i < prov->n_headers && h < UMB_ARRAY_LEN(out->headers); i++)
+		out->headers[h++] = arena_printf(a, "%s: %s", prov->headers[i].name,
+						 prov->headers[i].value);
+	for (size_t i = 0; i < model->n_headers && h < UMB_ARRAY_LEN(out->headers); i++)
+		out->headers[h++] = arena_printf(a, "%s: %s", model->headers[i].name,
+						 model->headers[i].value);
+	out->n_headers = h;
+	return UMB_OK;
+}
+
+static void read_usage(struct json_val usage, struct provider_usage *u)
+{
+	struct json_val v;
+	int64_t x;
+	if (usage.type != JSON_OBJECT)
+		return;
+	u->seen = true;
+	if (json_obj_get(usage, "prompt_tokens", &v) && json_get_i64(v, &x) == 0 && x >= 0)
+		u->prompt_tokens = (uint64_t)x;
+	if (json_obj_get(usage, "completion_tokens", &v) && json_get_i64(v, &x) == 0 && x >= 0)
+		u->completion_tokens = (uint64_t)x;
+}
+
+static int openai_finish(const struct upstream_call *call, struct str body,
+			 struct provider_usage *usage)
+{
+	UMB_UNUSED(call);
+	struct json_member m[32];
+	size_t n = 0;
+	struct json_val root;
+	struct json_err err;
+	if (json_parse_top(body.p, body.n, m, UMB_ARRAY_LEN(m), &n, &root, &err) ||
+	    root.type != JSON_OBJECT)
+		return UMB_ERR;
+	for (size_t i = 0; i < n; i++)
+		if (json_key_eq(m[i].key_raw, "usage"))
+			read_usage(m[i].val, usage);
+	return UMB_OK;
+}
+
+static enum provider_event_action openai_stream_event(const struct upstream_call *call,
+						      const struct sse_event *ev,
+						      struct provider_usage *usage)
+{
+	if (!ev->has_data)
+		return PROVIDER_FORWARD; /* comments, keep-alives */
+	struct str d = str_trim(ev->data);
+	if (str_eq(d, STR("[DONE]")))
+		return PROVIDER_DONE;
+	struct json_member m[32];
+	size_t n = 0;
+	struct json_val root;
+	struct json_err err;
+	if (json_parse_top(d.p, d.n, m, UMB_ARRAY_LEN(m), &n, &root, &err) ||
+	    root.type != JSON_OBJECT)
+		return PROVIDER_GARBAGE;
+	bool has_usage = false, choices_empty = false;
+	for (size_t i = 0; i < n; i++) {
+		if (json_key_eq(m[i].key_raw, "usage") && m[i].val.type == JSON_OBJECT) {
+			read_usage(m[i].val, usage);
+			has_usage = true;
+		} else if (json_key_eq(m[i].key_raw, "choices") && m[i].val.type == JSON_ARRAY) {
+			struct json_iter it;
+			struct json_val v;
+			json_iter_init(&it, m[i].val);
+			choices_empty = !json_arr_next(&it, &v);
+		}
+	}
+	/* the usage-only chunk reaches only clients that asked for it */
+	if (has_usage && choices_empty && !call->client_wants_usage)
+		return PROVIDER_DROP;
+	return PROVIDER_FORWARD;
+}
+
+static const struct provider_ops openai_ops = {
+	.name = "openai",
+	.build = openai_build,
+	.finish = openai_finish,
+	.stream_event = openai_stream_event,
+	.health_path = "/v1/models",
+};
+
+const struct provider_ops *provider_ops_get(enum provider_type type)
+{
+	switch (type) {
+	case PROVIDER_OPENAI:
+		return &openai_ops;
+	default:
+		return NULL;
+	}
+}

@@ -1,0 +1,626 @@
+/* forward.c — one client request through the endpoint pool, retries and
+ * the fallback chain, with the response streamed or relayed back.
+ *
+ * Attempt order: the model's provider pool (weighted round robin over
+ * usable endpoints, at most max_attempts of them), then each fallback
+ * model's pool in order. An attempt may fail over only while nothing has
+ * reached the client; after that a failure ends the stream with an error
+ * event.
+ *
+ * Re-entrancy: curl callbacks (header/write) only record and forward
+ * bytes; every decision that ends a transfer runs from the done callback
+ * or a timer, where removing an easy handle is allowed. */
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "api/api.h"
+#include "http/http.h"
+#include "metrics/metrics.h"
+#include "upstream/upstream_int.h"
+
+/* A stream with this much queued for a slow client pauses its upstream. */
+#define FWD_STREAM_HIGH_WATER (256 * 1024)
+#define FWD_MAX_EVENT (8 * 1024 * 1024)
+
+struct uworker {
+	struct umulti m;
+};
+
+struct fwd {
+	struct umulti_xfer xfer; /* first: CURLOPT_PRIVATE points here */
+	struct req *r;
+	struct upstream_call call;
+	struct uworker *uw;
+
+	/* where we are in the chain */
+	const struct cfg_model *model;
+	size_t next_fallback;
+	struct pool *pool;
+	uint64_t tried;
+	int pool_attempts;
+	bool any_attempt;
+
+	/* the current attempt */
+	int ep;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct event *timer;
+	uint64_t deadline_ns, attempt_start_ns;
+	int status;
+	bool got_head, is_sse, paused;
+	const char *fail_kind;   /* set by us before aborting a transfer */
+	char retry_after[32];
+	char content_type[96];
+	struct buf body;         /* non-stream body or error body */
+	struct sse_parser sse;
+	struct buf batch;        /* events forwarded from one read */
+	struct provider_usage usage;
+	bool client_started, client_done, saw_done;
+
+	/* the last failure, for the final answer */
+	const char *last_kind;
+	int last_status;
+	char last_retry_after[32];
+	struct buf last_body;
+};
+
+static void fwd_next(struct fwd *f);
+
+/* ---- worker glue ---- */
+
+void upstream_worker_init(struct worker *w, struct runtime *rt)
+{
+	UMB_UNUSED(rt);
+	struct uworker *uw = umb_calloc(1, sizeof *uw);
+	upstream__multi_init(&uw->m, w->base);
+	w->upstream = uw;
+}
+
+void upstream_worker_runtime(struct worker *w, struct runtime *rt)
+{
+	/* pools live in the runtime each request holds: nothing to swap */
+	UMB_UNUSED(w);
+	UMB_UNUSED(rt);
+}
+
+void upstream_worker_shutdown(struct worker *w)
+{
+	struct uworker *uw = w->upstream;
+	if (!uw)
+		return;
+	upstream__multi_clear(&uw->m);
+	free(uw);
+	w->upstream = NULL;
+}
+
+/* ---- helpers ---- */
+
+static const struct cfg_endpoint *fwd_ep(const struct fwd *f)
+{
+	return &f->pool->prov->endpoints[f->ep];
+}
+
+static void fwd_timer_set(struct fwd *f, int ms)
+{
+	f->deadline_ns = clock_mono_ns() + (uint64_t)ms * 1000000u;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	evtimer_add(f->timer, &tv);
+}
+
+/* End the current transfer (if any) and keep the easy handle for reuse. */
+static void fwd_attempt_end(struct fwd *f)
+{
+	if (f->timer)
+		evtimer_del(f->timer);
+	if (f->easy) {
+		upstream__easy_put(&f->uw->m, f->easy, true);
+		f->easy = NULL;
+	}
+	if (f->hdrs) {
+		curl_slist_free_all(f->hdrs);
+		f->hdrs = NULL;
+	}
+	sse_clear(&f->sse);
+	buf_reset(&f->batch);
+	f->paused = false;
+}
+
+static void fwd_cleanup(void *arg)
+{
+	struct fwd *f = arg;
+	fwd_attempt_end(f);
+	if (f->timer)
+		event_free(f->timer);
+	f->timer = NULL;
+	buf_clear(&f->body);
+	buf_clear(&f->batch);
+	buf_clear(&f->last_body);
+}
+
+/* Response headers naming who served the request. */
+static struct str fwd_headers(struct fwd *f)
+{
+	char *h = arena_printf(f->r->arena,
+			       "x-umbra-model: %s\r\nx-umbra-provider: %s\r\n"
+			       "x-umbra-endpoint: %s\r\nx-umbra-route-method: explicit\r\n",
+			       f->model->name, f->pool->prov->name, fwd_ep(f)->name);
+	return str_cstr(h);
+}
+
+static void fwd_note_served(struct fwd *f)
+{
+	struct req *r = f->r;
+	r->model = f->model->name;
+	r->provider = f->pool->prov->name;
+	r->endpoint = fwd_ep(f)->name;
+	if (f->usage.seen) {
+		r->prompt_tokens = f->usage.prompt_tokens;
+		r->completion_tokens = f->usage.completion_tokens;
+	}
+}
+
+/* ---- curl callbacks: record and forward only ---- */
+
+static size_t fwd_on_header(char *p, size_t size, size_t n, void *arg)
+{
+	struct fwd *f = arg;
+	size_t len = size * n;
+	struct str line = str_make(p, len);
+	while (line.n && (line.p[line.n - 1] == '\n' || line.p[line.n - 1] == '\r'))
+		line.n--;
+	if (line.n >= 5 && !memcmp(line.p, "HTTP/", 5)) {
+		/* a new status line (also after a 1xx interim response) */
+		const char *sp = memchr(line.p, ' ', line.n);
+		f->status = sp && sp + 4 <= line.p + line.n ? atoi(sp + 1) : 0;
+		f->retry_after[0] = f->content_type[0] = 0;
+		return len;
+	}
+	if (line.n == 0) {
+		if (f->status >= 200 && !f->got_head) {
+			f->got_head = true;
+			f->is_sse = strncasecmp(f->content_type, "text/event-stream", 17) == 0;
+			/* from now on the idle timeout guards the body; it is
+			 * usually shorter than first_byte_ms, so re-arm */
+			fwd_timer_set(f, f->pool->prov->timeouts.idle_ms);
+		}
+		return len;
+	}
+	const char *colon = memchr(line.p, ':', line.n);
+	if (!colon)
+		return len;
+	struct str name = str_make(line.p, (size_t)(colon - line.p));
+	struct str value = str_trim(str_make(colon + 1, line.n - (size_t)(colon - line.p) - 1));
+	char *dst = NULL;
+	size_t cap = 0;
+	if (str_ieq(name, STR("retry-after"))) {
+		dst = f->retry_after;
+		cap = sizeof f->retry_after;
+	} else if (str_ieq(name, STR("content-type"))) {
+		dst = f->content_type;
+		cap = sizeof f->content_type;
+	}
+	if (dst) {
+		size_t k = UMB_MIN(value.n, cap - 1);
+		memcpy(dst, value.p, k);
+		dst[k] = 0;
+	}
+	return len;
+}
+
+static void fwd_client_start(struct fwd *f)
+{
+	struct req *r = f->r;
+	r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
+	fwd_note_served(f);
+	f->client_started = true;
+	http_stream_begin(r, 200, "text/event-stream", fwd_headers(f));
+}
+
+static int fwd_on_event(void *arg, const struct sse_event *ev)
+{
+	struct fwd *f = arg;
+	enum provider_event_action act = f->pool->ops->stream_event(&f->call, ev, &f->usage);
+	switch (act) {
+	case PROVIDER_DROP:
+		return 0;
+	case PROVIDER_GARBAGE:
+		return UMB_ERR;
+	case PROVIDER_DONE:
+		f->saw_done = true;
+		/* fallthrough */
+	case PROVIDER_FORWARD:
+		if (!f->client_started)
+			fwd_client_start(f);
+		buf_append_str(&f->batch, ev->raw);
+		return 0;
+	}
+	return 0;
+}
+
+static void fwd_stream_error(struct fwd *f, const char *msg)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_cstr(&b, "data: {\"error\":{\"message\":");
+	json_write_cstr(&b, msg);
+	buf_append_cstr(&b, ",\"type\":\"api_error\",\"code\":\"upstream_error\"}}\n\n");
+	http_stream_write(f->r, b.p, b.n);
+	buf_clear(&b);
+	f->client_done = true;
+	http_stream_end(f->r, true);
+}
+
+static size_t fwd_on_data(char *p, size_t size, size_t n, void *arg)
+{
+	struct fwd *f = arg;
+	size_t len = size * n;
+	f->deadline_ns = clock_mono_ns() + (uint64_t)f->pool->prov->timeouts.idle_ms * 1000000u;
+	if (f->client_done)
+		return CURL_WRITEFUNC_ERROR;
+	bool streaming = f->call.stream && f->is_sse && f->status >= 200 && f->status < 300;
+	if (!streaming) {
+		int rc = buf_append(&f->body, p, len);
+		if (rc) {
+			f->fail_kind = "garbage"; /* larger than max_response_bytes */
+			return CURL_WRITEFUNC_ERROR;
+		}
+		return len;
+	}
+	if (f->client_started && http_out_pending(f->r) > FWD_STREAM_HIGH_WATER) {
+		f->paused = true; /* resumed by the drain hook */
+		return CURL_WRITEFUNC_PAUSE;
+	}
+	int rc = sse_feed(&f->sse, p, len, fwd_on_event, f);
+	if (f->batch.n) {
+		http_stream_write(f->r, f->batch.p, f->batch.n);
+		buf_reset(&f->batch);
+	}
+	if (rc < 0) {
+		if (f->client_started) {
+			fwd_stream_error(f, rc == UMB_ETOOBIG ? "upstream sent an oversized stream event"
+							      : "upstream sent a malformed stream event");
+		}
+		f->fail_kind = "garbage";
+		return CURL_WRITEFUNC_ERROR;
+	}
+	return len;
+}
+
+/* ---- attempt outcomes ---- */
+
+static const char *kind_of_curl(CURLcode c)
+{
+	switch (c) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return "connect";
+	case CURLE_OPERATION_TIMEDOUT:
+		return "timeout";
+	case CURLE_WEIRD_SERVER_REPLY:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_BAD_CONTENT_ENCODING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return "garbage";
+	default:
+		return "reset"; /* GOT_NOTHING, RECV_ERROR, PARTIAL_FILE, SEND_ERROR, ... */
+	}
+}
+
+/* The attempt failed before anything reached the client: remember why
+ * and move on. */
+static void fwd_attempt_failed(struct fwd *f, const char *kind, bool endpoint_fault)
+{
+	const struct cfg_endpoint *ep = fwd_ep(f);
+	metrics_upstream_error(f->r->w->metrics, f->pool->prov->name, ep->name, kind);
+	upstream__report(f->pool, (size_t)f->ep, !endpoint_fault, clock_wall_ms());
+	log_info("request %s: upstream %s/%s failed (%s%s%.0d), trying the next", f->r->id,
+		 f->pool->prov->name, ep->name, kind, f->status ? ", status " : "", f->status);
+	f->last_kind = kind;
+	f->last_status = f->status;
+	memcpy(f->last_retry_after, f->retry_after, sizeof f->retry_after);
+	buf_reset(&f->last_body);
+	if (f->body.n)
+		buf_append(&f->last_body, f->body.p, UMB_MIN(f->body.n, (size_t)65536));
+	f->r->error_kind = kind;
+	fwd_attempt_end(f);
+	fwd_next(f);
+}
+
+static void fwd_finish_stream(struct fwd *f, CURLcode code)
+{
+	upstream__report(f->pool, (size_t)f->ep, true, clock_wall_ms());
+	fwd_note_served(f);
+	if (f->client_done) {
+		fwd_attempt_end(f);
+		return;
+	}
+	if (code != CURLE_OK || sse_pending(&f->sse) > 0) {
+		const char *kind = f->fail_kind ? f->fail_kind : code ? kind_of_curl(code) : "reset";
+		metrics_upstream_error(f->r->w->metrics, f->pool->prov->name, fwd_ep(f)->name, kind);
+		f->r->error_kind = kind;
+		fwd_attempt_end(f);
+		fwd_stream_error(f, !strcmp(kind, "timeout") ? "upstream stalled mid-stream"
+							    : "upstream connection lost mid-stream");
+		return;
+	}
+	fwd_attempt_end(f);
+	f->client_done = true;
+	http_stream_end(f->r, false);
+}
+
+/* The upstream's own error message (error.message, or a top-level
+ * message), bounded, or NULL. */
+static const char *upstream_message(struct arena *a, struct str body)
+{
+	struct json_val root, err, msg;
+	struct json_err jerr;
+	if (!body.n || json_parse(body.p, body.n, &root, &jerr) || root.type != JSON_OBJECT)
+		return NULL;
+	if (json_obj_get(root, "error", &err)) {
+		if (err.type == JSON_STRING)
+			msg = err;
+		else if (err.type != JSON_OBJECT || !json_obj_get(err, "message", &msg))
+			return NULL;
+	} else if (!json_obj_get(root, "message", &msg)) {
+		return NULL;
+	}
+	if (msg.type != JSON_STRING)
+		return NULL;
+	struct buf b;
+	buf_init(&b, 0);
+	json_str_decode(msg, &b);
+	const char *out = arena_strndup(a, b.p ? b.p : "", UMB_MIN(b.n, (size_t)300));
+	buf_clear(&b);
+	return out;
+}
+
+/* An upstream 4xx other than 429 is about the request (context too long,
+ * unknown upstream model): the client gets the status in our error shape
+ * with the upstream's message. 401/403 mean the gateway's own credentials
+ * were refused, which is not the caller's fault: 502. */
+static void fwd_relay_error(struct fwd *f)
+{
+	struct req *r = f->r;
+	fwd_note_served(f);
+	const char *msg = upstream_message(r->arena, buf_str(&f->body));
+	const char *pn = f->pool->prov->name;
+	int st = f->status;
+	if (st == 401 || st == 403) {
+		api_error_openai_h(r, 502, fwd_headers(f), "api_error", "upstream_error",
+				   "upstream %s refused the gateway's credentials (status %d)", pn, st);
+		return;
+	}
+	const char *type = st == 404 ? "not_found_error" : "invalid_request_error";
+	if (msg)
+		api_error_openai_h(r, st, fwd_headers(f), type, "upstream_error", "%s", msg);
+	else
+		api_error_openai_h(r, st, fwd_headers(f), type, "upstream_error",
+				   "upstream %s returned status %d", pn, st);
+}
+
+static void fwd_on_done(struct umulti_xfer *x, CURLcode code)
+{
+	struct fwd *f = (struct fwd *)x;
+	struct req *r = f->r;
+	if (!f->client_started)
+		r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
+	if (f->client_started) {
+		fwd_finish_stream(f, code);
+		return;
+	}
+	if (code != CURLE_OK) {
+		const char *kind = f->fail_kind ? f->fail_kind : kind_of_curl(code);
+		fwd_attempt_failed(f, kind, true);
+		return;
+	}
+	if (f->status == 429) {
+		fwd_attempt_failed(f, "status_429", false);
+		return;
+	}
+	if (f->status >= 500 || f->status < 200) {
+		fwd_attempt_failed(f, "status_5xx", true);
+		return;
+	}
+	if (f->status >= 300) {
+		upstream__report(f->pool, (size_t)f->ep, true, clock_wall_ms());
+		fwd_attempt_end(f);
+		fwd_relay_error(f);
+		return;
+	}
+	if (f->call.stream && f->is_sse) {
+		/* a 2xx stream that ended before any event: garbage */
+		fwd_attempt_failed(f, "garbage", true);
+		return;
+	}
+	if (f->pool->ops->finish(&f->call, buf_str(&f->body), &f->usage)) {
+		fwd_attempt_failed(f, "garbage", true);
+		return;
+	}
+	upstream__report(f->pool, (size_t)f->ep, true, clock_wall_ms());
+	fwd_attempt_end(f);
+	fwd_note_served(f);
+	f->client_done = true;
+	struct http_resp resp = { .status = f->status,
+				  .content_type = "application/json",
+				  .extra_headers = fwd_headers(f),
+				  .body = buf_str(&f->body) };
+	http_respond(r, &resp);
+}
+
+static void fwd_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	UMB_UNUSED(fd);
+	UMB_UNUSED(what);
+	struct fwd *f = arg;
+	if (!f->easy)
+		return;
+	uint64_t now = clock_mono_ns();
+	if (now < f->deadline_ns) {
+		uint64_t left = f->deadline_ns - now;
+		struct timeval tv = { (time_t)(left / 1000000000u),
+				      (suseconds_t)(left % 1000000000u) / 1000 + 1 };
+		evtimer_add(f->timer, &tv);
+		return;
+	}
+	f->fail_kind = "timeout";
+	fwd_on_done(&f->xfer, CURLE_OPERATION_TIMEDOUT);
+}
+
+/* ---- client hooks ---- */
+
+static void fwd_abort(struct req *r)
+{
+	struct fwd *f = r->handler;
+	if (f->easy) {
+		metrics_upstream_error(r->w->metrics, f->pool->prov->name, fwd_ep(f)->name, "canceled");
+		if (!f->client_started)
+			r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
+	}
+	f->client_done = true;
+	fwd_attempt_end(f); /* closes the upstream connection mid-transfer */
+}
+
+static void fwd_drain(struct req *r)
+{
+	struct fwd *f = r->handler;
+	if (f->paused && f->easy) {
+		f->paused = false;
+		curl_easy_pause(f->easy, CURLPAUSE_CONT);
+	}
+}
+
+/* ---- attempts ---- */
+
+static void fwd_start_attempt(struct fwd *f)
+{
+	struct req *r = f->r;
+	const struct cfg_endpoint *ep = fwd_ep(f);
+	const struct cfg_provider *prov = f->pool->prov;
+	struct provider_request pr = { 0 };
+	if (f->pool->ops->build(r->arena, &f->call, f->model, ep, r->id, &pr)) {
+		fwd_attempt_failed(f, "garbage", false);
+		return;
+	}
+	r->attempts++;
+	f->any_attempt = true;
+	f->status = 0;
+	f->got_head = f->is_sse = false;
+	f->fail_kind = NULL;
+	f->retry_after[0] = f->content_type[0] = 0;
+	buf_reset(&f->body);
+	f->body.max = r->rt->cfg->limits.max_response_bytes;
+	sse_init(&f->sse, FWD_MAX_EVENT);
+	f->usage = (struct provider_usage){ 0 };
+	metrics_upstream_attempt(r->w->metrics, prov->name, ep->name);
+
+	CURL *e = upstream__easy_get(&f->uw->m);
+	f->easy = e;
+	for (size_t i = 0; i < pr.n_headers; i++)
+		f->hdrs = curl_slist_append(f->hdrs, pr.headers[i]);
+	upstream__easy_common(e, prov, ep);
+	curl_easy_setopt(e, CURLOPT_URL, pr.url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->hdrs);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)pr.body.n);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, pr.body.p);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, fwd_on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fwd_on_data);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, &f->xfer);
+	f->attempt_start_ns = clock_mono_ns();
+	fwd_timer_set(f, prov->timeouts.first_byte_ms);
+	upstream__multi_add(&f->uw->m, e);
+}
+
+/* Everything failed: answer with the contract's status for the last
+ * failure (or 503 when there was nothing to try). */
+static void fwd_fail_final(struct fwd *f)
+{
+	struct req *r = f->r;
+	f->client_done = true;
+	if (f->model)
+		r->model = f->call.model->name;
+	if (!f->any_attempt) {
+		api_error_openai(r, 503, "api_error", "no_healthy_endpoint",
+				 "no healthy endpoint for model %s", f->call.model->name);
+		return;
+	}
+	const char *k = f->last_kind;
+	if (!strcmp(k, "status_429")) {
+		struct str extra = f->last_retry_after[0]
+			? str_cstr(arena_printf(r->arena, "retry-after: %s\r\n", f->last_retry_after))
+			: STR_NULL;
+		const char *msg = upstream_message(r->arena, buf_str(&f->last_body));
+		api_error_openai_h(r, 429, extra, "rate_limit_error", "rate_limited",
+				   "upstream rate limit reached for model %s%s%s", f->call.model->name,
+				   msg ? ": " : "", msg ? msg : "");
+		return;
+	}
+	if (!strcmp(k, "timeout")) {
+		api_error_openai(r, 504, "api_error", "upstream_timeout",
+				 "upstream timed out for model %s", f->call.model->name);
+		return;
+	}
+	if (!strcmp(k, "status_5xx"))
+		api_error_openai(r, 502, "api_error", "upstream_error",
+				 "upstream returned status %d for model %s", f->last_status,
+				 f->call.model->name);
+	else
+		api_error_openai(r, 502, "api_error", "upstream_error",
+				 "upstream failed (%s) for model %s", k, f->call.model->name);
+}
+
+static void fwd_next(struct fwd *f)
+{
+	uint64_t now = clock_wall_ms();
+	for (;;) {
+		if (f->pool && f->pool_attempts < f->pool->prov->max_attempts) {
+			int i = upstream__pick(f->pool, f->tried, now);
+			if (i >= 0) {
+				f->tried |= 1ull << i;
+				f->pool_attempts++;
+				f->ep = i;
+				fwd_start_attempt(f);
+				return;
+			}
+		}
+		/* this pool is exhausted: the next model in the chain */
+		const struct cfg_model *first = f->call.model;
+		if (!f->pool) {
+			f->model = first;
+		} else if (f->next_fallback < first->n_fallbacks) {
+			f->model = first->fallback_models[f->next_fallback++];
+			log_info("request %s: falling back to model %s", f->r->id, f->model->name);
+		} else {
+			fwd_fail_final(f);
+			return;
+		}
+		f->pool = upstream__pool(f->r->rt->ups, f->model->provider);
+		f->tried = 0;
+		f->pool_attempts = 0;
+	}
+}
+
+void upstream_forward(struct req *r, const struct upstream_call *call)
+{
+	struct fwd *f = arena_alloc(r->arena, sizeof *f);
+	f->xfer.done = fwd_on_done;
+	f->r = r;
+	f->call = *call;
+	f->uw = r->w->upstream;
+	f->timer = evtimer_new(r->w->base, fwd_on_timer, f);
+	buf_init(&f->body, r->rt->cfg->limits.max_response_bytes);
+	buf_init(&f->batch, 0);
+	buf_init(&f->last_body, 0);
+	sse_init(&f->sse, FWD_MAX_EVENT);
+	arena_cleanup_add(r->arena, fwd_cleanup, f);
+	r->stream = call->stream;
+	r->handler = f;
+	r->hooks.abort = fwd_abort;
+	r->hooks.drain = fwd_drain;
+	fwd_next(f);
+}

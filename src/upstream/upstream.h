@@ -1,0 +1,72 @@
+/* upstream.h — talking to model servers: endpoint pools with health and
+ * ejection, libcurl multi on each worker's loop, active health checks, and
+ * upstream_forward(): one client request through endpoints, retries and
+ * the fallback chain, streaming included.
+ *
+ * Failure rules (DESIGN.md "Upstream failures"): before the first byte
+ * reaches the client a connect failure, 5xx, garbage or 429 moves on to the
+ * next endpoint, then to the model's fallbacks; when nothing is left the
+ * client gets 502 (5xx/garbage/reset), 503 (no healthy endpoint), 504
+ * (timeouts) or the upstream's 429 with its retry-after. */
+#ifndef UMB_UPSTREAM_H
+#define UMB_UPSTREAM_H
+
+#include "config/config.h"
+#include "core/core.h"
+#include "core/json.h"
+
+struct event_base;
+struct metrics_shard;
+struct req;
+struct runtime;
+struct worker;
+struct upstream_set;
+
+/* ---- lifetime ---- */
+void upstream_global_init(void);
+void upstream_global_cleanup(void);
+/** Pools for every provider of cfg; endpoint health and ejection state
+ * carry over from `prev` for endpoints with the same provider and URL. */
+struct upstream_set *upstream_set_new(const struct config *cfg,
+				      const struct upstream_set *prev);
+void upstream_set_free(struct upstream_set *set);
+/** Per-worker curl multi handle on the worker's loop. */
+void upstream_worker_init(struct worker *w, struct runtime *rt);
+void upstream_worker_runtime(struct worker *w, struct runtime *rt);
+void upstream_worker_shutdown(struct worker *w);
+
+/* ---- active health checks (main thread) ---- */
+void upstream_health_start(struct event_base *base, struct runtime *rt,
+			   struct metrics_shard *m);
+/** Switch the checks to a reloaded runtime. */
+void upstream_health_runtime(struct event_base *base, struct runtime *rt);
+void upstream_health_stop(void);
+
+/** Append endpoint health gauges to a /metrics exposition. */
+int upstream_metrics(struct buf *out, void *rt /* struct runtime * */);
+/** True when at least one endpoint of the model's provider is usable. */
+bool upstream_model_available(struct runtime *rt, const struct cfg_model *m);
+
+/* ---- forwarding ---- */
+
+enum upstream_op { UPSTREAM_CHAT, UPSTREAM_EMBEDDINGS };
+
+/** A parsed client request, as the API layer hands it over. The body is
+ * forwarded with surgical edits only; `members` are its top-level members
+ * from the single validating parse. */
+struct upstream_call {
+	enum upstream_op op;
+	const struct cfg_model *model; /* first choice */
+	struct str requested_model;    /* the name the client sent */
+	struct str body;
+	struct json_member *members;
+	size_t n_members;
+	bool stream;              /* client asked for SSE */
+	bool client_wants_usage;  /* stream_options.include_usage was true */
+};
+
+/** Forward a request; the response (or error) is sent to the client from
+ * the worker's loop. `call` is copied; its views must live as long as r. */
+void upstream_forward(struct req *r, const struct upstream_call *call);
+
+#endif

@@ -55,7 +55,7 @@ $(BUILD)/umbra: $(BUILD)/obj/src/main.o $(LIB)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LIBS) -lcmocka -o $@
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIB) $(LIBS) -lcmocka -lcjson -o $@
 
 run: deps $(BUILD)/umbra
 	$(BUILD)/umbra serve $(if $(CONFIG),-c $(CONFIG))

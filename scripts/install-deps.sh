@@ -13,7 +13,7 @@ pkgs=(
 	libevent-dev libcurl4-openssl-dev libssl-dev libyaml-dev
 	# tests: unit framework, fuzzing (clang's libFuzzer), sanitizer runtime,
 	# integration (pytest, openssl CLI for test certificates, curl CLI)
-	libcmocka-dev clang libclang-rt-14-dev valgrind
+	libcmocka-dev libcjson-dev clang libclang-rt-14-dev valgrind
 	python3 python3-pytest openssl curl ca-certificates iproute2
 )
 if [ "${1:-}" = bench ]; then

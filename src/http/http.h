@@ -74,6 +74,7 @@ struct req {
 	uint64_t prompt_tokens, completion_tokens;
 	bool stream;
 	int attempts;
+	bool upstream_bound;     /* counted in umbra_requests_in_flight */
 	const char *error_kind;  /* last upstream failure kind, or NULL */
 
 	/* response state */

@@ -584,7 +584,6 @@ static void conn_fail(struct conn *c, int status, const char *type,
 		r->api = "other";
 		r->model = "";
 		memcpy(r->peer, c->peer, sizeof r->peer);
-		metrics_inflight_add(c->wp->w.metrics, 1);
 		api_request_id(r);
 		c->req = r;
 	}
@@ -625,7 +624,6 @@ static struct req *req_new(struct conn *c)
 	atomic_fetch_add_explicit(&r->rt->refs, 1, memory_order_relaxed);
 	r->t_start_ns = c->t_first_ns;
 	r->tls = c->ssl != NULL;
-	metrics_inflight_add(c->wp->w.metrics, 1);
 	r->model = "";
 	r->api = "other";
 	memcpy(r->peer, c->peer, sizeof r->peer);
@@ -902,7 +900,8 @@ static void req_finalize(struct conn *c)
 	c->req = NULL;
 	c->want_finish = false;
 	api_request_done(r);
-	metrics_inflight_add(c->wp->w.metrics, -1);
+	if (r->upstream_bound)
+		metrics_inflight_add(c->wp->w.metrics, -1);
 	runtime_release(r->rt);
 	arena_free(r->arena);
 	c->t_first_ns = 0;

@@ -100,8 +100,11 @@ void upstream__multi_init(struct umulti *m, struct event_base *base)
 	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
 	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb);
 	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
-	/* keep enough idle upstream connections for a busy worker */
-	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 1024L);
+	/* Idle upstream connections kept per worker (like nginx's upstream
+	 * keepalive): enough for a worker's share of a busy client load,
+	 * few enough that a burst does not leave hundreds of idle
+	 * connections on a model server. */
+	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 32L);
 	curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 }
 

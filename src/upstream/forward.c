@@ -619,6 +619,8 @@ void upstream_forward(struct req *r, const struct upstream_call *call)
 	sse_init(&f->sse, FWD_MAX_EVENT);
 	arena_cleanup_add(r->arena, fwd_cleanup, f);
 	r->stream = call->stream;
+	r->upstream_bound = true;
+	metrics_inflight_add(r->w->metrics, 1);
 	r->handler = f;
 	r->hooks.abort = fwd_abort;
 	r->hooks.drain = fwd_drain;

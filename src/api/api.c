@@ -11,7 +11,9 @@ static void api_errorv(struct req *r, int status, struct str extra, const char *
 		       const char *code, const char *fmt, va_list ap)
 {
 	char msg[512];
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	int len = vsnprintf(msg, sizeof msg, fmt, ap);
+	if (len >= (int)sizeof msg) /* never cut a character in two */
+		msg[utf8_complete_prefix(msg, sizeof msg - 1)] = 0;
 	struct buf b;
 	buf_init(&b, 0);
 	buf_append_cstr(&b, "{\"error\":{\"message\":");

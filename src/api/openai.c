@@ -36,9 +36,15 @@ struct parsed {
 
 static const struct json_val *get(const struct parsed *p, const char *key)
 {
-	for (size_t i = 0; i < p->n; i++)
-		if (json_key_eq(p->m[i].key_raw, key))
+	size_t kn = strlen(key);
+	for (size_t i = 0; i < p->n; i++) {
+		struct str k = p->m[i].key_raw;
+		/* raw bytes compare equal unless the key uses escapes */
+		if (k.n == kn && !memcmp(k.p, key, kn))
 			return &p->m[i].val;
+		if (k.n > kn && memchr(k.p, '\\', k.n) && json_key_eq(k, key))
+			return &p->m[i].val;
+	}
 	return NULL;
 }
 
@@ -59,6 +65,28 @@ static bool parse_body(struct req *r, struct parsed *p)
 		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
 				 "request body must be a JSON object, not %s", type_name(p->root.type));
 		return false;
+	}
+	/* Duplicate keys are refused: we would act on the first and an
+	 * upstream parser on the last (a model-name smuggling vector). */
+	for (size_t i = 1; i < p->n; i++) {
+		for (size_t j = 0; j < i; j++) {
+			struct str a = p->m[i].key_raw, b = p->m[j].key_raw;
+			bool same = a.n == b.n && !memcmp(a.p, b.p, a.n);
+			if (!same && (memchr(a.p, '\\', a.n) || memchr(b.p, '\\', b.n))) {
+				struct buf ka;
+				buf_init(&ka, 4096);
+				struct json_val kv = { JSON_STRING, str_make(a.p - 1, a.n + 2) };
+				same = !json_str_decode(kv, &ka) && ka.p && json_key_eq(b, ka.p) &&
+				       strlen(ka.p) == ka.n;
+				buf_clear(&ka);
+			}
+			if (same) {
+				api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+						 "duplicate key in request body: \"%.*s\"",
+						 (int)utf8_complete_prefix(a.p, UMB_MIN(a.n, (size_t)64)), a.p);
+				return false;
+			}
+		}
 	}
 	return true;
 }
@@ -95,14 +123,24 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 				 "'model' is too long");
 		return NULL;
 	}
-	*name = str_cstr(arena_strndup(r->arena, b.p ? b.p : "", b.n));
+	*name = str_make(arena_strndup(r->arena, b.p ? b.p : "", b.n), b.n);
+	bool ctl = false;
+	for (size_t i = 0; i < b.n && !ctl; i++)
+		ctl = (unsigned char)b.p[i] < 0x20;
 	buf_clear(&b);
+	if (ctl || name->n == 0) {
+		/* a NUL would make us route one name and the upstream read another */
+		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+				 "'model' must be a non-empty name without control characters");
+		return NULL;
+	}
 	const struct cfg_model *m = config_find_model(r->rt->cfg, *name);
 	if (!m) {
 		/* the name is client input: bounded and escaped by the writer */
 		api_error_openai(r, 404, "not_found_error", "model_not_found",
 				 "The model '%.*s' does not exist or you do not have access to it.",
-				 (int)UMB_MIN(name->n, (size_t)200), name->p);
+				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
+				 name->p);
 		return NULL;
 	}
 	return m;
@@ -110,7 +148,8 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 
 void api_openai_chat(struct req *r)
 {
-	struct parsed *p = arena_alloc(r->arena, sizeof *p);
+	/* not zeroed: the parser fills what it reports */
+	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
 	if (!parse_body(r, p))
 		return;
 	if (!want_type(r, p, "model", true, JSON_STRING, JSON_STRING, "a string") ||
@@ -166,7 +205,7 @@ void api_openai_chat(struct req *r)
 
 void api_openai_embeddings(struct req *r)
 {
-	struct parsed *p = arena_alloc(r->arena, sizeof *p);
+	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
 	if (!parse_body(r, p))
 		return;
 	if (!want_type(r, p, "model", true, JSON_STRING, JSON_STRING, "a string") ||

@@ -29,10 +29,14 @@
 #define CFG_MAX_FILE (16 * 1024 * 1024)
 /* Bound on nodes walked: YAML aliases can make a small file expand a lot. */
 #define CFG_MAX_VISITS 1000000UL
+/* Mapping/list nesting; the deepest real key is 4 levels down. */
+#define CFG_MAX_DEPTH 32
 /* Keys per section (the `seen` bitmap below). */
 #define CFG_MAX_KEYS 64
 /* Headers per mapping, fallbacks per model: the checks are quadratic. */
 #define CFG_MAX_LIST 100
+/* Providers, models, endpoints per list. */
+#define CFG_MAX_ITEMS 10000
 /* sun_path is 108 bytes on Linux, NUL included. */
 #define CFG_MAX_UNIX_PATH 107
 
@@ -1117,6 +1121,10 @@ static int cfg_list(struct cfg_ctx *c, yaml_node_t *n, const char *want,
 		return cfg_err(c, NODE_LINE(n), "expected a list of %s, got a %s",
 			       want, cfg_node_kind(n));
 	*count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	/* name uniqueness checks are quadratic; no real config is this big */
+	if (*count > CFG_MAX_ITEMS)
+		return cfg_err(c, NODE_LINE(n), "%zu %s, expected at most %d",
+			       *count, want, CFG_MAX_ITEMS);
 	return UMB_OK;
 }
 
@@ -1141,6 +1149,10 @@ static int cfg_load_endpoints(struct cfg_ctx *c, yaml_node_t *n, void *base,
 	if (cnt == 0)
 		return cfg_err(c, NODE_LINE(n),
 			       "expected at least one endpoint ({ name, url, weight })");
+	/* a request's tried-set is one 64-bit mask (upstream/pool.c) */
+	if (cnt > 64)
+		return cfg_err(c, NODE_LINE(n),
+			       "%zu endpoints; at most 64 per provider are supported", cnt);
 	struct cfg_endpoint *e = arena_alloc(c->a, sizeof(*e) * cnt);
 	for (size_t i = 0; i < cnt; i++) {
 		yaml_node_t *in = cfg_item(c, n, i);
@@ -1644,6 +1656,8 @@ static const struct cfg_key provider_keys[] = {
 	    .doc = "passive ejection of failing endpoints"),
 	KEY("max_attempts", CK_INT, struct cfg_provider, max_attempts, .def = "3", .min = 1, .max = 100,
 	    .doc = "endpoints tried per request before fallbacks"),
+	KEY("ca_file", CK_PATH, struct cfg_provider, ca_file,
+	    .doc = "PEM CA bundle trusted for https endpoints (default: the system store)"),
 	KEY("api_version", CK_STR, struct cfg_provider, api_version, TY(AZ), .doc = "azure: api-version"),
 	KEY("deployment", CK_STR, struct cfg_provider, deployment, TY(AZ), .doc = "azure: deployment (default upstream_model)"),
 	KEY("region", CK_STR, struct cfg_provider, region, TY(BR), .doc = "bedrock: AWS region"),
@@ -1719,6 +1733,52 @@ static const struct cfg_section config_section = { "", config_keys, UMB_ARRAY_LE
 
 /* ---- entry points ---- */
 
+static int cfg_syntax_err(struct cfg_ctx *c, yaml_parser_t *p)
+{
+	return cfg_err_raw(c, (int)p->problem_mark.line + 1,
+			   "YAML syntax error: %s%s%s",
+			   p->problem ? p->problem : "malformed document",
+			   p->context ? " " : "", p->context ? p->context : "");
+}
+
+/* Walk the events once before building the document, refusing deep
+ * nesting: libyaml's scanner slows down quadratically with nesting depth
+ * ("[[[[..." of a few hundred KB takes minutes), and no real config nests
+ * more than a handful of levels. */
+static int cfg_precheck(struct cfg_ctx *c, const char *yaml, size_t len)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	int depth = 0, rc = UMB_OK;
+
+	if (!yaml_parser_initialize(&p))
+		return cfg_err_raw(c, 1, "out of memory");
+	yaml_parser_set_input_string(&p, (const unsigned char *)yaml, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			rc = cfg_syntax_err(c, &p);
+			break;
+		}
+		yaml_event_type_t t = ev.type;
+		int line = (int)ev.start_mark.line + 1;
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT)
+			break;
+		if (t == YAML_MAPPING_START_EVENT || t == YAML_SEQUENCE_START_EVENT) {
+			if (++depth > CFG_MAX_DEPTH) {
+				rc = cfg_err_raw(c, line,
+						 "nesting deeper than %d levels, expected a flatter document",
+						 CFG_MAX_DEPTH);
+				break;
+			}
+		} else if (t == YAML_MAPPING_END_EVENT || t == YAML_SEQUENCE_END_EVENT) {
+			depth--;
+		}
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
 /* An absolute form of dir (NULL: the working directory), in the arena. */
 static char *cfg_abs_dir(struct arena *a, const char *dir)
 {
@@ -1757,17 +1817,15 @@ struct config *config_load_string(const char *yaml, size_t len,
 	c.err = err;
 	c.doc = &doc;
 
+	if (cfg_precheck(&c, yaml, len))
+		goto out_arena;
 	if (!yaml_parser_initialize(&parser)) {
 		snprintf(err->msg, sizeof(err->msg), "%s: out of memory", c.name);
 		goto out_arena;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		cfg_err_raw(&c, (int)parser.problem_mark.line + 1,
-			    "YAML syntax error: %s%s%s",
-			    parser.problem ? parser.problem : "malformed document",
-			    parser.context ? " " : "",
-			    parser.context ? parser.context : "");
+		cfg_syntax_err(&c, &parser);
 		goto out;
 	}
 	have_doc = true;
@@ -1781,11 +1839,7 @@ struct config *config_load_string(const char *yaml, size_t len,
 		/* A second document would be silently ignored: refuse it. */
 		yaml_document_t extra;
 		if (!yaml_parser_load(&parser, &extra)) {
-			cfg_err_raw(&c, (int)parser.problem_mark.line + 1,
-				    "YAML syntax error: %s%s%s",
-				    parser.problem ? parser.problem : "malformed document",
-				    parser.context ? " " : "",
-				    parser.context ? parser.context : "");
+			cfg_syntax_err(&c, &parser);
 			goto out;
 		}
 		bool more = yaml_document_get_root_node(&extra) != NULL;

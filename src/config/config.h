@@ -81,7 +81,7 @@ struct cfg_provider {
 	struct cfg_ejection ejection;
 	int max_attempts; /* endpoints tried per request before fallbacks, default 3 */
 	char *ca_file;    /* PEM trust anchors for https endpoints (absolute path;
-	                   * NULL = the system store). Added by the lead. */
+	                   * NULL = the system store) */
 	/* type-specific settings, kept as written (used by later providers) */
 	char *api_version, *deployment, *region, *profile, *access_key_id,
 		*secret_access_key, *session_token, *project, *location,

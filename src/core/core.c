@@ -109,12 +109,12 @@ bool str_glob(const char *pat, struct str s)
 	size_t pi = 0, si = 0, star_p = SIZE_MAX, star_s = 0;
 	size_t pn = strlen(pat);
 	while (si < s.n) {
-		if (pi < pn && (pat[pi] == '?' || pat[pi] == s.p[si])) {
-			pi++;
-			si++;
-		} else if (pi < pn && pat[pi] == '*') {
+		if (pi < pn && pat[pi] == '*') {
 			star_p = pi++;
 			star_s = si;
+		} else if (pi < pn && (pat[pi] == '?' || pat[pi] == s.p[si])) {
+			pi++;
+			si++;
 		} else if (star_p != SIZE_MAX) {
 			pi = star_p + 1;
 			si = ++star_s;
@@ -125,6 +125,21 @@ bool str_glob(const char *pat, struct str s)
 	while (pi < pn && pat[pi] == '*')
 		pi++;
 	return pi == pn;
+}
+
+size_t utf8_complete_prefix(const char *p, size_t n)
+{
+	/* walk back over continuation bytes to the last lead byte */
+	size_t i = n, back = 0;
+	while (i > 0 && back < 4 && ((unsigned char)p[i - 1] & 0xC0) == 0x80) {
+		i--;
+		back++;
+	}
+	if (i == 0)
+		return n;
+	unsigned char lead = (unsigned char)p[i - 1];
+	size_t need = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+	return back + 1 >= need ? n : i - 1;
 }
 
 /* ---- buffers ---- */
@@ -258,6 +273,13 @@ void arena_free(struct arena *a)
 
 void *arena_alloc(struct arena *a, size_t n)
 {
+	void *p = arena_alloc_raw(a, n);
+	memset(p, 0, n);
+	return p;
+}
+
+void *arena_alloc_raw(struct arena *a, size_t n)
+{
 	n = (n + 15) & ~(size_t)15;
 	struct arena_block *b = a->head;
 	if (!b || b->size - b->used < n) {
@@ -272,7 +294,6 @@ void *arena_alloc(struct arena *a, size_t n)
 			nb->next = b->next;
 			b->next = nb;
 			nb->used = n;
-			memset(nb->data, 0, n);
 			return nb->data;
 		}
 		nb->next = b;
@@ -280,13 +301,12 @@ void *arena_alloc(struct arena *a, size_t n)
 	}
 	void *p = b->data + b->used;
 	b->used += n;
-	memset(p, 0, n);
 	return p;
 }
 
 char *arena_strndup(struct arena *a, const char *s, size_t n)
 {
-	char *p = arena_alloc(a, n + 1);
+	char *p = arena_alloc_raw(a, n + 1);
 	if (n)
 		memcpy(p, s, n);
 	p[n] = 0;
@@ -295,17 +315,41 @@ char *arena_strndup(struct arena *a, const char *s, size_t n)
 
 char *arena_printf(struct arena *a, const char *fmt, ...)
 {
+	/* One formatting pass for the common short case. */
+	char tmp[256];
 	va_list ap;
 	va_start(ap, fmt);
-	int len = vsnprintf(NULL, 0, fmt, ap);
+	int len = vsnprintf(tmp, sizeof tmp, fmt, ap);
 	va_end(ap);
 	if (len < 0)
 		return arena_strndup(a, "", 0);
-	char *p = arena_alloc(a, (size_t)len + 1);
+	if ((size_t)len < sizeof tmp)
+		return arena_strndup(a, tmp, (size_t)len);
+	char *p = arena_alloc_raw(a, (size_t)len + 1);
 	va_start(ap, fmt);
 	vsnprintf(p, (size_t)len + 1, fmt, ap);
 	va_end(ap);
 	return p;
+}
+
+char *arena_join(struct arena *a, ...)
+{
+	va_list ap;
+	size_t len = 0;
+	va_start(ap, a);
+	for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *))
+		len += strlen(s);
+	va_end(ap);
+	char *out = arena_alloc_raw(a, len + 1), *w = out;
+	va_start(ap, a);
+	for (const char *s = va_arg(ap, const char *); s; s = va_arg(ap, const char *)) {
+		size_t n = strlen(s);
+		memcpy(w, s, n);
+		w += n;
+	}
+	va_end(ap);
+	*w = 0;
+	return out;
 }
 
 void arena_cleanup_add(struct arena *a, arena_cleanup_cb fn, void *data)
@@ -469,8 +513,10 @@ void log_emit(enum log_level lvl, const char *fields, const char *fmt, ...)
 	char msg[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
+	int len = vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	if (len >= (int)sizeof msg) /* cut inside a character: drop its head */
+		msg[utf8_complete_prefix(msg, sizeof msg - 1)] = 0;
 	char ts[32];
 	clock_rfc3339(clock_wall_ms(), ts);
 	struct buf b;

@@ -67,6 +67,9 @@ bool str_ieq(struct str a, struct str b);
 struct str str_trim(struct str s);
 /** Parse a non-negative decimal; returns UMB_ERR on junk or overflow. */
 int str_to_u64(struct str s, uint64_t *out);
+/** Length of the longest prefix of p[0..n) that does not end inside a
+ * UTF-8 sequence (for cutting text to a size without breaking it). */
+size_t utf8_complete_prefix(const char *p, size_t n);
 /** Shell-style glob match supporting '*' and '?'. */
 bool str_glob(const char *pattern, struct str s);
 
@@ -96,6 +99,8 @@ static inline int buf_append_str(struct buf *b, struct str s)
 {
 	return buf_append(b, s.p, s.n);
 }
+/** Append a string literal (its length known at compile time). */
+#define buf_append_lit(b, lit) buf_append((b), (lit), sizeof(lit) - 1)
 static inline int buf_append_cstr(struct buf *b, const char *s)
 {
 	return buf_append(b, s, strlen(s));
@@ -122,6 +127,8 @@ struct arena *arena_new(size_t block);
 void arena_free(struct arena *a);
 /** Aligned allocation; never returns NULL (aborts on OOM). Zeroed. */
 void *arena_alloc(struct arena *a, size_t n);
+/** Same, not zeroed: for buffers the caller fills completely. */
+void *arena_alloc_raw(struct arena *a, size_t n);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 static inline char *arena_strdup_str(struct arena *a, struct str s)
 {
@@ -129,6 +136,8 @@ static inline char *arena_strdup_str(struct arena *a, struct str s)
 }
 char *arena_printf(struct arena *a, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/** Concatenate NUL-terminated strings (the list ends with NULL). */
+char *arena_join(struct arena *a, ...) __attribute__((sentinel));
 /** Register fn(data) to run when the arena is freed. */
 void arena_cleanup_add(struct arena *a, arena_cleanup_cb fn, void *data);
 

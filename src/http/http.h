@@ -59,7 +59,6 @@ struct req {
 	struct conn *conn;
 	struct arena *arena;
 	struct runtime *rt;
-	struct http_request_head head;
 	struct str body;
 	char id[48];             /* x-request-id */
 	uint64_t t_start_ns;     /* first byte of the request head */
@@ -82,6 +81,9 @@ struct req {
 	bool head_sent, chunked, finished;
 	struct req_hooks hooks;
 	void *handler; /* owner's context while hooks are set */
+
+	/* Last, and large: req_new zeroes only what comes before it. */
+	struct http_request_head head;
 };
 
 /* ---- responding ---- */

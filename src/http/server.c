@@ -14,6 +14,7 @@
 #include "http/http.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -67,6 +68,7 @@ struct conn {
 
 	struct buf in;    /* request bytes (head, body, pipelined) */
 	size_t head_len;
+	size_t head_scanned;   /* bytes already known to hold no complete head */
 	const char *head_base; /* c->in.p when the head was parsed */
 	uint64_t t_first_ns;
 	struct http_chunked chunked;
@@ -370,6 +372,33 @@ size_t http_out_pending(const struct req *r)
 	return (c->out.n - c->out_off) + (c->out_body.n - c->out_body_off);
 }
 
+/* Decimal of v into out (no NUL); returns the length. */
+static size_t fmt_u64(char *out, uint64_t v)
+{
+	char tmp[24];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* Nanoseconds as milliseconds with three decimals ("12.345"). */
+static size_t fmt_ms3(char *out, uint64_t ns)
+{
+	uint64_t us = (ns + 500) / 1000;
+	size_t n = fmt_u64(out, us / 1000);
+	out[n++] = '.';
+	unsigned frac = (unsigned)(us % 1000);
+	out[n++] = (char)('0' + frac / 100);
+	out[n++] = (char)('0' + frac / 10 % 10);
+	out[n++] = (char)('0' + frac % 10);
+	return n;
+}
+
 /* Format the status line and the headers every response carries. */
 static void resp_head(struct req *r, int status, const char *ctype,
 		      int64_t content_length, struct str extra)
@@ -381,19 +410,36 @@ static void resp_head(struct req *r, int status, const char *ctype,
 	uint64_t total = now - r->t_start_ns;
 	uint64_t own = total > r->upstream_ns ? total - r->upstream_ns : 0;
 	struct buf *o = &c->out;
-	buf_printf(o, "HTTP/1.1 %d %s\r\n", status, status_reason(status));
-	if (ctype)
-		buf_printf(o, "content-type: %s\r\n", ctype);
-	if (content_length >= 0)
-		buf_printf(o, "content-length: %lld\r\n", (long long)content_length);
-	else
+	/* hand-formatted: this runs on every response */
+	char num[24];
+	buf_append_lit(o, "HTTP/1.1 ");
+	buf_append(o, num, fmt_u64(num, (uint64_t)status));
+	buf_append_lit(o, " ");
+	buf_append_cstr(o, status_reason(status));
+	buf_append_lit(o, "\r\n");
+	if (ctype) {
+		buf_append_lit(o, "content-type: ");
+		buf_append_cstr(o, ctype);
+		buf_append_lit(o, "\r\n");
+	}
+	if (content_length >= 0) {
+		buf_append_lit(o, "content-length: ");
+		buf_append(o, num, fmt_u64(num, (uint64_t)content_length));
+		buf_append_lit(o, "\r\n");
+	} else {
 		buf_append_cstr(o, "transfer-encoding: chunked\r\n");
-	buf_printf(o, "x-request-id: %s\r\nserver-timing: umbra;dur=%.3f, upstream;dur=%.3f\r\n",
-		   r->id, own / 1e6, r->upstream_ns / 1e6);
+	}
+	buf_append_lit(o, "x-request-id: ");
+	buf_append_cstr(o, r->id);
+	buf_append_lit(o, "\r\nserver-timing: umbra;dur=");
+	buf_append(o, num, fmt_ms3(num, own));
+	buf_append_lit(o, ", upstream;dur=");
+	buf_append(o, num, fmt_ms3(num, r->upstream_ns));
+	buf_append_lit(o, "\r\n");
 	if (c->closing)
 		buf_append_cstr(o, "connection: close\r\n");
 	buf_append_str(o, extra);
-	buf_append(o, "\r\n", 2);
+	buf_append_lit(o, "\r\n");
 }
 
 /* Decide whether the connection survives this response. */
@@ -441,9 +487,18 @@ bool http_stream_write(struct req *r, const char *p, size_t n)
 	if (c->dead || c->broken || r->finished)
 		return false;
 	if (n) {
-		buf_printf(&c->out, "%zx\r\n", n);
+		char hex[20];
+		size_t k = 0;
+		for (int sh = 60; sh >= 0; sh -= 4) {
+			unsigned d = (unsigned)(n >> sh) & 15;
+			if (d || k || sh == 0)
+				hex[k++] = "0123456789abcdef"[d];
+		}
+		hex[k++] = '\r';
+		hex[k++] = '\n';
+		buf_append(&c->out, hex, k);
 		buf_append(&c->out, p, n);
-		buf_append(&c->out, "\r\n", 2);
+		buf_append_lit(&c->out, "\r\n");
 		conn_flush(c);
 	}
 	return !c->dead && !c->broken && http_out_pending(r) < CONN_OUT_HIGH_WATER;
@@ -458,7 +513,7 @@ void http_stream_end(struct req *r, bool abort)
 	 * half chunk; after a broken stream the connection is not reused. */
 	if (abort)
 		c->closing = true;
-	buf_append(&c->out, "0\r\n\r\n", 5);
+	buf_append_lit(&c->out, "0\r\n\r\n");
 	r->finished = true;
 	c->want_finish = true;
 	conn_flush(c);
@@ -616,7 +671,9 @@ static void head_rebase(struct http_request_head *h, const char *from, const cha
 static struct req *req_new(struct conn *c)
 {
 	struct arena *a = arena_new(8192);
-	struct req *r = arena_alloc(a, sizeof *r);
+	/* the head (~3 KiB) is copied in by the caller: zero only the rest */
+	struct req *r = arena_alloc_raw(a, sizeof *r);
+	memset(r, 0, offsetof(struct req, head));
 	r->arena = a;
 	r->w = &c->wp->w;
 	r->conn = c;
@@ -673,6 +730,15 @@ static void conn_process(struct conn *c)
 				c->t_first_ns = clock_mono_ns();
 				conn_set_deadline(c, (uint64_t)lim->header_timeout_ms);
 			}
+			/* The parser keeps no state between calls: only re-run it
+			 * when a new line ended, or a client sending a byte at a
+			 * time would cost quadratic time. */
+			if (c->in.n < lim->max_header_bytes &&
+			    !memchr(c->in.p + c->head_scanned, '\n', c->in.n - c->head_scanned)) {
+				c->head_scanned = c->in.n;
+				return;
+			}
+			c->head_scanned = c->in.n;
 			struct http_request_head tmp;
 			int status = 0;
 			int rc = http_parse_request(c->in.p, c->in.n, lim->max_header_bytes,
@@ -689,6 +755,7 @@ static void conn_process(struct conn *c)
 				return;
 			}
 			c->head_len = (size_t)rc;
+			c->head_scanned = 0;
 			c->head_base = c->in.p;
 			struct req *r = req_new(c);
 			r->head = tmp;

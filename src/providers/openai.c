@@ -119,20 +119,25 @@ static int openai_build(struct arena *a, const struct upstream_call *call,
 	out->body = body_apply(a, call->body, ed, n_ed);
 
 	const char *path = call->op == UPSTREAM_EMBEDDINGS ? "/v1/embeddings" : "/v1/chat/completions";
-	out->url = arena_printf(a, "%s%s", ep->origin, path);
+	out->url = arena_join(a, ep->origin, path, NULL);
 	size_t h = 0;
 	out->headers[h++] = "Content-Type: application/json";
 	out->headers[h++] = "Expect:"; /* no 100-continue round trip on big bodies */
-	out->headers[h++] = arena_printf(a, "x-request-id: %s", request_id);
+	out->headers[h++] = arena_join(a, "x-request-id: ", request_id, NULL);
 	const char *key = model->api_key ? model->api_key : prov->api_key;
 	if (key && *key)
-		out->headers[h++] = arena_printf(a, "Authorization: Bearer %s", key);
-	for (size_t i = 0; i < prov->n_headers && h < UMB_ARRAY_LEN(out->headers); i++)
-		out->headers[h++] = arena_printf(a, "%s: %s", prov->headers[i].name,
-						 prov->headers[i].value);
+		out->headers[h++] = arena_join(a, "Authorization: Bearer ", key, NULL);
+	for (size_t i = 0; i < prov->n_headers && h < UMB_ARRAY_LEN(out->headers); i++) {
+		bool overridden = false; /* the model's own header wins */
+		for (size_t j = 0; j < model->n_headers && !overridden; j++)
+			overridden = !strcasecmp(model->headers[j].name, prov->headers[i].name);
+		if (!overridden)
+			out->headers[h++] = arena_join(a, prov->headers[i].name, ": ",
+						       prov->headers[i].value, NULL);
+	}
 	for (size_t i = 0; i < model->n_headers && h < UMB_ARRAY_LEN(out->headers); i++)
-		out->headers[h++] = arena_printf(a, "%s: %s", model->headers[i].name,
-						 model->headers[i].value);
+		out->headers[h++] = arena_join(a, model->headers[i].name, ": ",
+					       model->headers[i].value, NULL);
 	out->n_headers = h;
 	return UMB_OK;
 }
@@ -154,16 +159,12 @@ static int openai_finish(const struct upstream_call *call, struct str body,
 			 struct provider_usage *usage)
 {
 	UMB_UNUSED(call);
-	struct json_member m[32];
-	size_t n = 0;
-	struct json_val root;
+	struct json_val root, u;
 	struct json_err err;
-	if (json_parse_top(body.p, body.n, m, UMB_ARRAY_LEN(m), &n, &root, &err) ||
-	    root.type != JSON_OBJECT)
+	if (json_parse(body.p, body.n, &root, &err) || root.type != JSON_OBJECT)
 		return UMB_ERR;
-	for (size_t i = 0; i < n; i++)
-		if (json_key_eq(m[i].key_raw, "usage"))
-			read_usage(m[i].val, usage);
+	if (json_obj_get(root, "usage", &u))
+		read_usage(u, usage);
 	return UMB_OK;
 }
 
@@ -176,23 +177,23 @@ static enum provider_event_action openai_stream_event(const struct upstream_call
 	struct str d = str_trim(ev->data);
 	if (str_eq(d, STR("[DONE]")))
 		return PROVIDER_DONE;
-	struct json_member m[32];
-	size_t n = 0;
-	struct json_val root;
+	struct json_val root, v;
 	struct json_err err;
-	if (json_parse_top(d.p, d.n, m, UMB_ARRAY_LEN(m), &n, &root, &err) ||
-	    root.type != JSON_OBJECT)
+	if (json_parse(d.p, d.n, &root, &err) || root.type != JSON_OBJECT)
 		return PROVIDER_GARBAGE;
 	bool has_usage = false, choices_empty = false;
-	for (size_t i = 0; i < n; i++) {
-		if (json_key_eq(m[i].key_raw, "usage") && m[i].val.type == JSON_OBJECT) {
-			read_usage(m[i].val, usage);
+	struct json_iter it;
+	struct str key;
+	json_iter_init(&it, root);
+	while (json_obj_next(&it, &key, &v)) {
+		if (v.type == JSON_OBJECT && json_key_eq(key, "usage")) {
+			read_usage(v, usage);
 			has_usage = true;
-		} else if (json_key_eq(m[i].key_raw, "choices") && m[i].val.type == JSON_ARRAY) {
-			struct json_iter it;
-			struct json_val v;
-			json_iter_init(&it, m[i].val);
-			choices_empty = !json_arr_next(&it, &v);
+		} else if (v.type == JSON_ARRAY && json_key_eq(key, "choices")) {
+			struct json_iter ci;
+			struct json_val first;
+			json_iter_init(&ci, v);
+			choices_empty = !json_arr_next(&ci, &first);
 		}
 	}
 	/* the usage-only chunk reaches only clients that asked for it */

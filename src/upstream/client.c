@@ -151,6 +151,10 @@ void upstream__easy_common(CURL *e, const struct cfg_provider *p,
 			   const struct cfg_endpoint *ep)
 {
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	/* No proxy from the environment: endpoints are reached directly (an
+	 * explicit egress proxy setting can come later); this also spares
+	 * curl its per-transfer environment look-ups. */
+	curl_easy_setopt(e, CURLOPT_PROXY, "");
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)p->timeouts.connect_ms);
 	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -25,6 +25,7 @@
 
 struct uworker {
 	struct umulti m;
+	struct h1_pool *h1_pools;
 };
 
 struct fwd {
@@ -43,7 +44,8 @@ struct fwd {
 
 	/* the current attempt */
 	int ep;
-	CURL *easy;
+	CURL *easy;           /* curl transfer, or */
+	struct h1_xfer *h1;   /* our own HTTP/1.1 exchange */
 	struct curl_slist *hdrs;
 	struct event *timer;
 	uint64_t deadline_ns, attempt_start_ns;
@@ -90,6 +92,7 @@ void upstream_worker_shutdown(struct worker *w)
 	if (!uw)
 		return;
 	upstream__multi_clear(&uw->m);
+	upstream__h1_pools_free(uw->h1_pools);
 	free(uw);
 	w->upstream = NULL;
 }
@@ -117,6 +120,10 @@ static void fwd_attempt_end(struct fwd *f)
 		upstream__easy_put(&f->uw->m, f->easy, true);
 		f->easy = NULL;
 	}
+	if (f->h1) {
+		upstream__h1_cancel(f->h1);
+		f->h1 = NULL;
+	}
 	if (f->hdrs) {
 		curl_slist_free_all(f->hdrs);
 		f->hdrs = NULL;
@@ -141,10 +148,10 @@ static void fwd_cleanup(void *arg)
 /* Response headers naming who served the request. */
 static struct str fwd_headers(struct fwd *f)
 {
-	char *h = arena_printf(f->r->arena,
-			       "x-umbra-model: %s\r\nx-umbra-provider: %s\r\n"
-			       "x-umbra-endpoint: %s\r\nx-umbra-route-method: explicit\r\n",
-			       f->model->name, f->pool->prov->name, fwd_ep(f)->name);
+	char *h = arena_join(f->r->arena, "x-umbra-model: ", f->model->name,
+			     "\r\nx-umbra-provider: ", f->pool->prov->name,
+			     "\r\nx-umbra-endpoint: ", fwd_ep(f)->name,
+			     "\r\nx-umbra-route-method: explicit\r\n", NULL);
 	return str_cstr(h);
 }
 
@@ -456,7 +463,7 @@ static void fwd_on_timer(evutil_socket_t fd, short what, void *arg)
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);
 	struct fwd *f = arg;
-	if (!f->easy)
+	if (!f->easy && !f->h1)
 		return;
 	uint64_t now = clock_mono_ns();
 	if (now < f->deadline_ns) {
@@ -475,7 +482,7 @@ static void fwd_on_timer(evutil_socket_t fd, short what, void *arg)
 static void fwd_abort(struct req *r)
 {
 	struct fwd *f = r->handler;
-	if (f->easy) {
+	if (f->easy || f->h1) {
 		metrics_upstream_error(r->w->metrics, f->pool->prov->name, fwd_ep(f)->name, "canceled");
 		if (!f->client_started)
 			r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
@@ -487,10 +494,21 @@ static void fwd_abort(struct req *r)
 static void fwd_drain(struct req *r)
 {
 	struct fwd *f = r->handler;
-	if (f->paused && f->easy) {
-		f->paused = false;
+	if (!f->paused)
+		return;
+	f->paused = false;
+	if (f->easy)
 		curl_easy_pause(f->easy, CURLPAUSE_CONT);
-	}
+	else if (f->h1)
+		upstream__h1_resume(f->h1);
+}
+
+/* Our HTTP/1.1 client reports here; the exchange is already freed. */
+static void fwd_on_h1_done(void *ctx, CURLcode code)
+{
+	struct fwd *f = ctx;
+	f->h1 = NULL;
+	fwd_on_done(&f->xfer, code);
 }
 
 /* ---- attempts ---- */
@@ -516,6 +534,25 @@ static void fwd_start_attempt(struct fwd *f)
 	sse_init(&f->sse, FWD_MAX_EVENT);
 	f->usage = (struct provider_usage){ 0 };
 	metrics_upstream_attempt(r->w->metrics, prov->name, ep->name);
+
+	if (upstream__h1_eligible(ep)) {
+		struct h1_req rq = {
+			.path = str_cstr(pr.url + strlen(ep->origin)),
+			.headers = pr.headers,
+			.n_headers = pr.n_headers,
+			.body = pr.body,
+			.connect_timeout_ms = prov->timeouts.connect_ms,
+			.on_header = fwd_on_header,
+			.on_data = fwd_on_data,
+			.on_done = fwd_on_h1_done,
+			.ctx = f,
+		};
+		struct h1_pool *hp = upstream__h1_pool(&f->uw->h1_pools, r->w->base, ep);
+		f->attempt_start_ns = clock_mono_ns();
+		fwd_timer_set(f, prov->timeouts.first_byte_ms);
+		f->h1 = upstream__h1_start(hp, &rq);
+		return;
+	}
 
 	CURL *e = upstream__easy_get(&f->uw->m);
 	f->easy = e;

@@ -72,4 +72,30 @@ void upstream__multi_add(struct umulti *m, CURL *e);
 void upstream__easy_common(CURL *e, const struct cfg_provider *p,
 			   const struct cfg_endpoint *ep);
 
+/* A lean HTTP/1.1 client for http:// IP-literal and unix:// endpoints
+ * (h1.c). It calls back exactly like libcurl would. */
+struct h1_pool;
+struct h1_xfer;
+struct h1_req {
+	struct str path;               /* after the endpoint's prefix */
+	const char *const *headers;    /* "Name: value"; "Name:" is skipped */
+	size_t n_headers;
+	struct str body;               /* borrowed until done */
+	int connect_timeout_ms;
+	size_t (*on_header)(char *p, size_t size, size_t n, void *ctx);
+	size_t (*on_data)(char *p, size_t size, size_t n, void *ctx);
+	void (*on_done)(void *ctx, CURLcode code); /* the exchange is gone */
+	void *ctx;
+};
+bool upstream__h1_eligible(const struct cfg_endpoint *ep);
+struct h1_pool *upstream__h1_pool(struct h1_pool **list, struct event_base *base,
+				  const struct cfg_endpoint *ep);
+void upstream__h1_pools_free(struct h1_pool *list);
+/** Start an exchange; callbacks run only from the loop, never inside. */
+struct h1_xfer *upstream__h1_start(struct h1_pool *p, const struct h1_req *rq);
+/** Drop an exchange (no callback follows); its connection is closed. */
+void upstream__h1_cancel(struct h1_xfer *x);
+/** Resume an exchange whose on_data returned CURL_WRITEFUNC_PAUSE. */
+void upstream__h1_resume(struct h1_xfer *x);
+
 #endif

@@ -1,0 +1,892 @@
+/* test_config.c — config loading: every error class with its exact
+ * file:line, ${ENV}, defaults, paths, globs, fallbacks, the embedded default
+ * and the example file.
+ *
+ * The .c file is #included (STYLE.md "Tests") so the key tables can be
+ * checked against docs/config.md; link with core.o and default.o only. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "../../src/config/config.c"
+
+#ifndef UMB_SRCDIR
+#define UMB_SRCDIR "."
+#endif
+
+/* A minimal valid file: provider on lines 1-4, model on lines 5-7. */
+#define PROV "providers:\n  - name: p\n    type: openai\n    url: http://127.0.0.1:8000\n"
+#define MOD "models:\n  - name: m\n    provider: p\n"
+
+static struct config *load(const char *yaml, struct config_err *e)
+{
+	return config_load_string(yaml, strlen(yaml), "t.yaml", "/etc/umbra", e);
+}
+
+/* The load must fail with exactly `want`. */
+static void expect_err(const char *yaml, const char *want)
+{
+	struct config_err e;
+	struct config *c = load(yaml, &e);
+	if (c) {
+		config_free(c);
+		fail_msg("loaded, expected error: %s", want);
+	}
+	if (strcmp(e.msg, want))
+		fail_msg("\n got: %s\nwant: %s", e.msg, want);
+}
+
+/* The load must fail with a message starting with `prefix`. */
+static void expect_err_prefix(const char *yaml, const char *prefix)
+{
+	struct config_err e;
+	struct config *c = load(yaml, &e);
+	if (c) {
+		config_free(c);
+		fail_msg("loaded, expected error: %s", prefix);
+	}
+	if (strncmp(e.msg, prefix, strlen(prefix)))
+		fail_msg("\n got: %s\nwant prefix: %s", e.msg, prefix);
+}
+
+static struct config *must_load(const char *yaml)
+{
+	struct config_err e;
+	struct config *c = load(yaml, &e);
+	if (!c)
+		fail_msg("load failed: %s", e.msg);
+	return c;
+}
+
+/* ---- defaults ---- */
+
+static void test_defaults(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(PROV MOD);
+	assert_string_equal(c->path, "t.yaml");
+	assert_string_equal(c->dir, "/etc/umbra");
+	assert_string_equal(c->listen_host, "127.0.0.1");
+	assert_int_equal(c->listen_port, 8080);
+	assert_int_equal(c->workers, 0);
+	assert_false(c->tls.enabled);
+	assert_int_equal(c->tls.client_auth, CLIENT_AUTH_NONE);
+	assert_int_equal(c->limits.max_body_bytes, 8388608);
+	assert_int_equal(c->limits.max_header_bytes, 65536);
+	assert_int_equal(c->limits.max_response_bytes, 67108864);
+	assert_int_equal(c->limits.header_timeout_ms, 10000);
+	assert_int_equal(c->limits.body_timeout_ms, 30000);
+	assert_int_equal(c->limits.keepalive_timeout_ms, 75000);
+	assert_int_equal(c->limits.write_timeout_ms, 60000);
+	assert_int_equal(c->limits.drain_timeout_ms, 30000);
+	assert_int_equal(c->limits.max_connections, 10000);
+	assert_int_equal(c->auth_mode, AUTH_NONE);
+	assert_int_equal(c->log_level, LOG_INFO);
+	assert_true(c->log_requests);
+	assert_false(c->metrics_public);
+
+	assert_int_equal(c->n_providers, 1);
+	struct cfg_provider *p = &c->providers[0];
+	assert_string_equal(p->name, "p");
+	assert_int_equal(p->type, PROVIDER_OPENAI);
+	assert_int_equal(p->line, 2);
+	assert_null(p->api_key);
+	assert_int_equal(p->n_headers, 0);
+	assert_int_equal(p->max_attempts, 3);
+	assert_false(p->health.enabled);
+	assert_string_equal(p->health.path, "/v1/models");
+	assert_int_equal(p->health.interval_s, 30);
+	assert_int_equal(p->health.timeout_s, 5);
+	assert_int_equal(p->health.unhealthy_after, 2);
+	assert_int_equal(p->health.healthy_after, 1);
+	assert_int_equal(p->timeouts.connect_ms, 5000);
+	assert_int_equal(p->timeouts.first_byte_ms, 120000);
+	assert_int_equal(p->timeouts.idle_ms, 60000);
+	assert_int_equal(p->ejection.consecutive_failures, 3);
+	assert_int_equal(p->ejection.base_ms, 1000);
+	assert_int_equal(p->ejection.max_ms, 60000);
+	assert_int_equal(p->n_endpoints, 1);
+	struct cfg_endpoint *e = &p->endpoints[0];
+	assert_string_equal(e->name, "p");
+	assert_string_equal(e->url, "http://127.0.0.1:8000");
+	assert_string_equal(e->origin, "http://127.0.0.1:8000");
+	assert_int_equal(e->scheme, SCHEME_HTTP);
+	assert_null(e->unix_path);
+	assert_int_equal(e->weight, 1);
+	assert_false(e->backup);
+	assert_int_equal(e->line, 4);
+
+	assert_int_equal(c->n_models, 1);
+	struct cfg_model *m = &c->models[0];
+	assert_string_equal(m->name, "m");
+	assert_false(m->is_glob);
+	assert_ptr_equal(m->provider, p);
+	assert_string_equal(m->provider_name, "p");
+	assert_null(m->upstream_model);
+	assert_int_equal(m->locality, LOCALITY_UNSET);
+	assert_false(m->price.set);
+	assert_int_equal(m->max_output_tokens, 0);
+	assert_int_equal(m->n_fallbacks, 0);
+	assert_int_equal(m->line, 6);
+	config_free(c);
+}
+
+static void test_all_keys_set(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(
+		"listen: \"[::1]:9000\"\n"
+		"workers: 4\n"
+		"limits: { max_body_bytes: 1024, max_header_bytes: 2048, max_response_bytes: 4096,\n"
+		"  header_timeout_ms: 1, body_timeout_ms: 2, keepalive_timeout_ms: 3,\n"
+		"  write_timeout_ms: 4, drain_timeout_ms: 0, max_connections: 5 }\n"
+		"log: { level: debug, requests: false }\n"
+		"auth: { mode: none }\n"
+		"metrics: { public: true }\n"
+		"providers:\n"
+		"  - name: p\n"
+		"    type: openai\n"
+		"    api_key: sk-1\n"
+		"    headers: { X-A: a, X-B: b }\n"
+		"    endpoints:\n"
+		"      - { name: a, url: \"https://h.example:8443/pre/\", weight: 3 }\n"
+		"      - { name: b, url: \"unix:///run/x.sock\", backup: true }\n"
+		"    health_check: { path: /health, interval_s: 10, timeout_s: 10, unhealthy_after: 4, healthy_after: 2 }\n"
+		"    timeouts: { connect_ms: 1, first_byte_ms: 2, idle_ms: 3 }\n"
+		"    ejection: { consecutive_failures: 7, base_ms: 10, max_ms: 10 }\n"
+		"    max_attempts: 5\n"
+		"models:\n"
+		"  - name: m\n"
+		"    provider: p\n"
+		"    upstream_model: up/m\n"
+		"    api_key: sk-m\n"
+		"    headers: { X-C: c }\n"
+		"    locality: cloud\n"
+		"    price: { input_per_mtok: 1.5, output_per_mtok: 3, cached_input_per_mtok: 0.25 }\n"
+		"    max_output_tokens: 4096\n"
+		"    fallbacks: [n]\n"
+		"  - { name: n, provider: p, locality: onprem, price: { input_per_mtok: 2 } }\n");
+	assert_string_equal(c->listen_host, "::1");
+	assert_int_equal(c->listen_port, 9000);
+	assert_int_equal(c->workers, 4);
+	assert_int_equal(c->limits.max_body_bytes, 1024);
+	assert_int_equal(c->limits.max_header_bytes, 2048);
+	assert_int_equal(c->limits.max_response_bytes, 4096);
+	assert_int_equal(c->limits.header_timeout_ms, 1);
+	assert_int_equal(c->limits.body_timeout_ms, 2);
+	assert_int_equal(c->limits.keepalive_timeout_ms, 3);
+	assert_int_equal(c->limits.write_timeout_ms, 4);
+	assert_int_equal(c->limits.drain_timeout_ms, 0);
+	assert_int_equal(c->limits.max_connections, 5);
+	assert_int_equal(c->log_level, LOG_DEBUG);
+	assert_false(c->log_requests);
+	assert_true(c->metrics_public);
+	struct cfg_provider *p = &c->providers[0];
+	assert_string_equal(p->api_key, "sk-1");
+	assert_int_equal(p->n_headers, 2);
+	assert_string_equal(p->headers[0].name, "X-A");
+	assert_string_equal(p->headers[1].value, "b");
+	assert_int_equal(p->n_endpoints, 2);
+	assert_string_equal(p->endpoints[0].origin, "https://h.example:8443/pre");
+	assert_int_equal(p->endpoints[0].scheme, SCHEME_HTTPS);
+	assert_int_equal(p->endpoints[0].weight, 3);
+	assert_int_equal(p->endpoints[0].line, 15);
+	assert_int_equal(p->endpoints[1].scheme, SCHEME_UNIX);
+	assert_string_equal(p->endpoints[1].unix_path, "/run/x.sock");
+	assert_string_equal(p->endpoints[1].origin, "http://localhost");
+	assert_true(p->endpoints[1].backup);
+	assert_true(p->health.enabled);
+	assert_string_equal(p->health.path, "/health");
+	assert_int_equal(p->health.interval_s, 10);
+	assert_int_equal(p->health.unhealthy_after, 4);
+	assert_int_equal(p->health.healthy_after, 2);
+	assert_int_equal(p->timeouts.idle_ms, 3);
+	assert_int_equal(p->ejection.consecutive_failures, 7);
+	assert_int_equal(p->max_attempts, 5);
+	struct cfg_model *m = &c->models[0];
+	assert_string_equal(m->upstream_model, "up/m");
+	assert_string_equal(m->api_key, "sk-m");
+	assert_int_equal(m->n_headers, 1);
+	assert_int_equal(m->locality, LOCALITY_CLOUD);
+	assert_true(m->price.set);
+	assert_true(m->price.input_per_mtok == 1.5);
+	assert_true(m->price.output_per_mtok == 3);
+	assert_true(m->price.cached_input_per_mtok == 0.25);
+	assert_int_equal(m->max_output_tokens, 4096);
+	assert_int_equal(m->n_fallbacks, 1);
+	assert_ptr_equal(m->fallback_models[0], &c->models[1]);
+	/* cached input defaults to the input price */
+	assert_true(c->models[1].price.cached_input_per_mtok == 2);
+	assert_int_equal(c->models[1].locality, LOCALITY_ONPREM);
+	config_free(c);
+}
+
+static void test_embedded_default(void **state)
+{
+	UMB_UNUSED(state);
+	struct config_err e;
+	struct config *c = config_load_default(&e);
+	if (!c)
+		fail_msg("%s", e.msg);
+	assert_string_equal(c->path, "<embedded>");
+	assert_string_equal(c->listen_host, "127.0.0.1");
+	assert_int_equal(c->listen_port, 8080);
+	assert_int_equal(c->n_providers, 1);
+	const struct cfg_provider *p = config_find_provider(c, "local");
+	assert_non_null(p);
+	assert_int_equal(p->type, PROVIDER_OPENAI);
+	assert_int_equal(p->n_endpoints, 2);
+	assert_string_equal(p->endpoints[0].name, "vllm");
+	assert_string_equal(p->endpoints[0].origin, "http://127.0.0.1:8000");
+	assert_false(p->endpoints[0].backup);
+	assert_string_equal(p->endpoints[1].name, "ollama");
+	assert_string_equal(p->endpoints[1].origin, "http://127.0.0.1:11434");
+	assert_true(p->endpoints[1].backup);
+	assert_true(p->health.enabled);
+	assert_int_equal(p->health.interval_s, 5);
+	assert_int_equal(p->health.timeout_s, 2);
+	assert_int_equal(c->n_models, 1);
+	const struct cfg_model *m = config_find_model(c, STR("any-model:7b"));
+	assert_non_null(m);
+	assert_string_equal(m->name, "*");
+	assert_true(m->is_glob);
+	assert_null(m->upstream_model);
+	assert_int_equal(m->locality, LOCALITY_ONPREM);
+	config_free(c);
+}
+
+static void test_example_file(void **state)
+{
+	UMB_UNUSED(state);
+	struct config_err e;
+	unsetenv("UMBRA_LISTEN");
+	struct config *c = config_load_file(UMB_SRCDIR "/etc/umbra.example.yaml", &e);
+	if (!c)
+		fail_msg("%s", e.msg);
+	assert_true(c->n_providers >= 2);
+	assert_true(c->n_models >= 3);
+	assert_non_null(config_find_model(c, STR("llama-3.3-70b")));
+	assert_string_equal(config_find_model(c, STR("gpt-4-turbo"))->name, "gpt-*");
+	config_free(c);
+}
+
+/* ---- syntax and structure ---- */
+
+static void test_yaml_syntax(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err_prefix("listen: a\nproviders: [\n  x: {\n", "t.yaml:");
+	expect_err_prefix(PROV "models:\n  - name: \"m\n", "t.yaml:");
+	expect_err("", "t.yaml:1: empty configuration, expected a mapping with at least providers: and models:");
+	expect_err("- a\n- b\n", "t.yaml:1: expected a mapping at the top level (listen:, providers:, models: ...), got a list");
+	expect_err(PROV MOD "---\nlisten: x\n",
+		   "t.yaml:9: a second YAML document (---), expected exactly one");
+}
+
+static void test_syntax_error_line(void **state)
+{
+	UMB_UNUSED(state);
+	struct config_err e;
+	assert_null(load("listen: a\nworkers: 1\n  bad: [\n", &e));
+	assert_non_null(strstr(e.msg, "YAML syntax error"));
+	assert_int_equal(strncmp(e.msg, "t.yaml:3:", 9), 0);
+}
+
+static void test_unknown_keys(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err("lsiten: x\n" PROV MOD,
+		   "t.yaml:1: unknown key \"lsiten\" (did you mean \"listen\"?)");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    helth_check: {}\n" MOD,
+		   "t.yaml:5: providers[0]: unknown key \"helth_check\" (did you mean \"health_check\"?)");
+	expect_err(PROV MOD "limits: { max_bdy_bytes: 1 }\n",
+		   "t.yaml:8: limits: unknown key \"max_bdy_bytes\" (did you mean \"max_body_bytes\"?)");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    fallback: []\n",
+		   "t.yaml:8: models[0]: unknown key \"fallback\" (did you mean \"fallbacks\"?)");
+	expect_err(PROV MOD "log: { colour: true }\n",
+		   "t.yaml:8: log: unknown key \"colour\", expected one of level, requests");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: a, url: \"http://a\", wieght: 2 }\n" MOD,
+		   "t.yaml:5: providers[0].endpoints[0]: unknown key \"wieght\" (did you mean \"weight\"?)");
+}
+
+static void test_unimplemented(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err(PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
+		   "t.yaml:9: tunnel is not implemented in this build yet");
+	const char *sections[] = { "store", "audit", "crypto", "airgapped", "routing",
+				   "teams", "identities", "services", "budgets" };
+	for (size_t i = 0; i < UMB_ARRAY_LEN(sections); i++) {
+		char y[512], want[128];
+		snprintf(y, sizeof(y), "%s: x\n" PROV MOD, sections[i]);
+		snprintf(want, sizeof(want), "t.yaml:1: %s is not implemented in this build yet", sections[i]);
+		expect_err(y, want);
+	}
+	expect_err(PROV MOD "auth: { mode: keys }\n",
+		   "t.yaml:8: auth.mode: \"keys\" is not implemented in this build yet (implemented: none)");
+	expect_err(PROV MOD "auth: { mode: keys+certs }\n",
+		   "t.yaml:8: auth.mode: \"keys+certs\" is not implemented in this build yet (implemented: none)");
+	expect_err(PROV MOD "auth: { mode: certs }\n",
+		   "t.yaml:8: auth.mode: \"certs\" is not implemented in this build yet (implemented: none)");
+	expect_err(PROV MOD "auth: { mode: kys }\n",
+		   "t.yaml:8: auth.mode: unknown value \"kys\", expected one of none, keys, certs, keys+certs (did you mean \"keys\"?)");
+	expect_err("providers:\n  - { name: a, type: anthropic, api_key: x }\n" MOD,
+		   "t.yaml:2: providers[0].type: provider type anthropic is not implemented in this build yet (implemented: openai)");
+	const char *types[] = { "azure", "bedrock", "vertex", "ollama" };
+	for (size_t i = 0; i < UMB_ARRAY_LEN(types); i++) {
+		char y[512], want[256];
+		snprintf(y, sizeof(y), "providers:\n  - name: a\n    type: %s\n" MOD, types[i]);
+		snprintf(want, sizeof(want), "t.yaml:3: providers[0].type: provider type %s is not implemented in this build yet (implemented: openai)", types[i]);
+		expect_err(y, want);
+	}
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: d, service: vllm-pii }\n" MOD,
+		   "t.yaml:5: providers[0].endpoints[0].service is not implemented in this build yet");
+}
+
+static void test_provider_type(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err("providers:\n  - name: p\n    type: opnai\n    url: http://a\n" MOD,
+		   "t.yaml:3: providers[0].type: unknown provider type \"opnai\", expected one of openai, anthropic, azure, bedrock, vertex, ollama (did you mean \"openai\"?)");
+	expect_err("providers:\n  - name: p\n    url: http://a\n" MOD,
+		   "t.yaml:2: providers[0]: missing required key \"type\", expected one of openai, anthropic, azure, bedrock, vertex, ollama");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    region: us-east-1\n" MOD,
+		   "t.yaml:5: providers[0].region: only valid for provider type bedrock, not openai");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    credentials_file: sa.json\n" MOD,
+		   "t.yaml:5: providers[0].credentials_file: only valid for provider type vertex, not openai");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    api_version: \"2024\"\n" MOD,
+		   "t.yaml:5: providers[0].api_version: only valid for provider type azure, not openai");
+}
+
+static void test_wrong_types(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err("listen: { a: 1 }\n" PROV MOD,
+		   "t.yaml:1: listen: expected a string, got a mapping");
+	expect_err("workers: abc\n" PROV MOD,
+		   "t.yaml:1: workers: expected an integer from 0 to 1024, got \"abc\"");
+	expect_err("workers: 1.5\n" PROV MOD,
+		   "t.yaml:1: workers: expected an integer from 0 to 1024, got \"1.5\"");
+	expect_err("workers: 5000\n" PROV MOD,
+		   "t.yaml:1: workers: \"5000\" is out of range, expected an integer from 0 to 1024");
+	expect_err("workers: 99999999999999999999999\n" PROV MOD,
+		   "t.yaml:1: workers: \"99999999999999999999999\" is out of range, expected an integer from 0 to 1024");
+	expect_err("workers: [1]\n" PROV MOD,
+		   "t.yaml:1: workers: expected an integer, got a list");
+	expect_err("workers:\n" PROV MOD,
+		   "t.yaml:1: workers: expected an integer, got an empty value");
+	expect_err("limits: [1]\n" PROV MOD,
+		   "t.yaml:1: limits: expected a mapping (key: value ...), got a list");
+	expect_err("log: { requests: maybe }\n" PROV MOD,
+		   "t.yaml:1: log.requests: expected true or false, got \"maybe\"");
+	expect_err("log: { level: verbose }\n" PROV MOD,
+		   "t.yaml:1: log.level: unknown value \"verbose\", expected one of debug, info, warn, error");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: a, url: \"http://a\", weight: -1 }\n" MOD,
+		   "t.yaml:5: providers[0].endpoints[0].weight: \"-1\" is out of range, expected an integer from 1 to 10000");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: a, url: \"http://a\", weight: 0 }\n" MOD,
+		   "t.yaml:5: providers[0].endpoints[0].weight: \"0\" is out of range, expected an integer from 1 to 10000");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    price: { input_per_mtok: -1 }\n",
+		   "t.yaml:8: models[0].price.input_per_mtok: \"-1\" is out of range, expected a number from 0 to 1e+09");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    price: { output_per_mtok: cheap }\n",
+		   "t.yaml:8: models[0].price.output_per_mtok: expected a number, got \"cheap\"");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    price: { output_per_mtok: nan }\n",
+		   "t.yaml:8: models[0].price.output_per_mtok: expected a number, got \"nan\"");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    locality: moon\n",
+		   "t.yaml:8: models[0].locality: unknown value \"moon\", expected one of onprem, cloud");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    fallbacks: x\n",
+		   "t.yaml:8: models[0].fallbacks: expected a list of model names, got a scalar");
+	expect_err(PROV "models: { name: m }\n",
+		   "t.yaml:5: models: expected a list of models, got a mapping");
+	expect_err("providers:\n  - just-a-string\n" MOD,
+		   "t.yaml:2: providers[0]: expected a mapping { name, type, url | endpoints }, got a scalar");
+	expect_err(PROV "models:\n  - [a]\n",
+		   "t.yaml:6: models[0]: expected a mapping { name, provider, ... }, got a list");
+	expect_err("? [a]\n: b\n" PROV MOD,
+		   "t.yaml:1: expected a plain key name, got a list");
+}
+
+static void test_duplicates(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err("listen: \"a:1\"\nlisten: \"b:2\"\n" PROV MOD,
+		   "t.yaml:2: duplicate key \"listen\" (first given at line 1), expected each key once");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    url: http://b\n" MOD,
+		   "t.yaml:5: providers[0]: duplicate key \"url\" (first given at line 4), expected each key once");
+	expect_err(PROV "  - { name: p, type: openai, url: \"http://b\" }\n" MOD,
+		   "t.yaml:5: providers[1]: duplicate provider name \"p\" (first at line 2), expected unique names");
+	expect_err(PROV "models:\n  - { name: m, provider: p }\n  - { name: m, provider: p }\n",
+		   "t.yaml:7: models[1]: duplicate model name \"m\" (first at line 6), expected unique names");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: a, url: \"http://a\" }\n      - { name: a, url: \"http://b\" }\n" MOD,
+		   "t.yaml:6: providers[0].endpoints[1]: duplicate endpoint name \"a\" (first at line 5), expected unique names within a provider");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers: { X-A: 1, x-a: 2 }\n" MOD,
+		   "t.yaml:5: providers[0].headers: duplicate header \"x-a\" (first given at line 5), expected each header once");
+}
+
+static void test_required(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err(MOD, "t.yaml:1: missing required key \"providers\" (model backends)");
+	expect_err(PROV, "t.yaml:1: missing required key \"models\" (the model names clients use)");
+	expect_err("providers: []\n" MOD,
+		   "t.yaml:1: providers: at least one provider is required, expected a list of { name, type, url }");
+	expect_err(PROV "models: []\n",
+		   "t.yaml:5: models: at least one model is required, expected a list of { name, provider }");
+	expect_err("providers:\n  - { type: openai, url: \"http://a\" }\n" MOD,
+		   "t.yaml:2: providers[0]: missing required key \"name\" (provider name that models refer to)");
+	expect_err("providers:\n  - { name: p, type: openai }\n" MOD,
+		   "t.yaml:2: providers[0]: missing url or endpoints, expected exactly one of them");
+	expect_err("providers:\n  - { name: p, type: openai, url: \"http://a\", endpoints: [ { name: a, url: \"http://b\" } ] }\n" MOD,
+		   "t.yaml:2: providers[0].endpoints: give either url or endpoints, not both");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints: []\n" MOD,
+		   "t.yaml:4: providers[0].endpoints: expected at least one endpoint ({ name, url, weight })");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { url: \"http://a\" }\n" MOD,
+		   "t.yaml:5: providers[0].endpoints[0]: missing required key \"name\" (endpoint name, unique within the provider)");
+	expect_err(PROV "models:\n  - { name: m }\n",
+		   "t.yaml:6: models[0]: missing required key \"provider\" (name of a provider in providers)");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: a, url: \"http://a\", backup: true }\n" MOD,
+		   "t.yaml:2: providers[0]: every endpoint is a backup, expected at least one with backup: false");
+	expect_err("providers:\n  - name: my provider\n    type: openai\n    url: http://a\n" MOD,
+		   "t.yaml:2: providers[0].name: invalid name \"my provider\", expected letters, digits, '.', '_' or '-'");
+}
+
+static void test_listen(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load("listen: 0.0.0.0:80\n" PROV MOD);
+	assert_string_equal(c->listen_host, "0.0.0.0");
+	assert_int_equal(c->listen_port, 80);
+	config_free(c);
+	c = must_load("listen: \"[fe80::1]:65535\"\n" PROV MOD);
+	assert_string_equal(c->listen_host, "fe80::1");
+	assert_int_equal(c->listen_port, 65535);
+	config_free(c);
+	const char *bad[] = { "localhost", "1.2.3.4:0", "1.2.3.4:65536", "::1:80", ":80", "[::1]", "h:8x" };
+	for (size_t i = 0; i < UMB_ARRAY_LEN(bad); i++) {
+		char y[256], want[256];
+		snprintf(y, sizeof(y), "listen: \"%s\"\n" PROV MOD, bad[i]);
+		snprintf(want, sizeof(want), "t.yaml:1: listen: invalid address \"%s\", expected", bad[i]);
+		expect_err_prefix(y, want);
+	}
+}
+
+static void test_urls(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(
+		"providers:\n  - name: p\n    type: openai\n    endpoints:\n"
+		"      - { name: a, url: \"http://h\" }\n"
+		"      - { name: b, url: \"HTTPS://h:443/v1/proxy//\" }\n"
+		"      - { name: c, url: \"http://[::1]:8000/\" }\n"
+		"      - { name: d, url: \"unix:///var/run/vllm.sock\" }\n" MOD);
+	struct cfg_endpoint *e = c->providers[0].endpoints;
+	assert_string_equal(e[0].origin, "http://h");
+	assert_string_equal(e[1].origin, "https://h:443/v1/proxy");
+	assert_int_equal(e[1].scheme, SCHEME_HTTPS);
+	assert_string_equal(e[1].url, "HTTPS://h:443/v1/proxy//");
+	assert_string_equal(e[2].origin, "http://[::1]:8000");
+	assert_int_equal(e[3].scheme, SCHEME_UNIX);
+	assert_string_equal(e[3].unix_path, "/var/run/vllm.sock");
+	assert_string_equal(e[3].origin, "http://localhost");
+	config_free(c);
+
+#define URLP(u) "providers:\n  - name: p\n    type: openai\n    url: \"" u "\"\n" MOD
+	expect_err(URLP("ftp://h"),
+		   "t.yaml:4: providers[0].url: unsupported URL \"ftp://h\", expected http://host[:port][/prefix], https://host[:port][/prefix] or unix:///absolute/path.sock");
+	expect_err(URLP("unix://rel.sock"),
+		   "t.yaml:4: providers[0].url: invalid unix socket URL \"unix://rel.sock\", expected unix:///absolute/path.sock");
+	expect_err(URLP("http://h/v1?x=1"),
+		   "t.yaml:4: providers[0].url: URL \"http://h/v1?x=1\" has a query or fragment, expected http://host[:port][/prefix], https://host[:port][/prefix] or unix:///absolute/path.sock");
+	expect_err(URLP("https://api.openai.com/v1/chat/completions"),
+		   "t.yaml:4: providers[0].url: URL \"https://api.openai.com/v1/chat/completions\" ends with an API path; give only the origin and an optional prefix (the gateway appends /chat/completions)");
+	expect_err(URLP("http://u:pw@h"),
+		   "t.yaml:4: providers[0].url: credentials in a URL are not supported, put them in api_key or headers");
+	expect_err_prefix(URLP("http://h:0"), "t.yaml:4: providers[0].url: invalid host or port in URL \"http://h:0\"");
+	expect_err_prefix(URLP("http://:80"), "t.yaml:4: providers[0].url: invalid host or port in URL");
+	expect_err_prefix(URLP("http://"), "t.yaml:4: providers[0].url: invalid host or port in URL");
+	expect_err_prefix(URLP("http://a b"), "t.yaml:4: providers[0].url: invalid URL \"http://a b\" (contains a space)");
+#undef URLP
+}
+
+/* ---- ${ENV} ---- */
+
+static void test_env(void **state)
+{
+	UMB_UNUSED(state);
+	setenv("UMB_T_HOST", "10.1.2.3", 1);
+	setenv("UMB_T_PORT", "9001", 1);
+	setenv("UMB_T_EMPTY", "", 1);
+	unsetenv("UMB_T_UNSET");
+	struct config *c = must_load(
+		"listen: \"${UMB_T_HOST}:${UMB_T_PORT}\"\n"
+		"workers: ${UMB_T_UNSET:-3}\n"
+		"providers:\n  - name: p\n    type: openai\n"
+		"    url: \"http://${UMB_T_EMPTY:-h}:${UMB_T_PORT}\"\n"
+		"    api_key: \"pa$$word$x${UMB_T_EMPTY}$\"\n"
+		"    headers: { X-Org: \"${UMB_T_UNSET:-}\" }\n" MOD);
+	assert_string_equal(c->listen_host, "10.1.2.3");
+	assert_int_equal(c->listen_port, 9001);
+	assert_int_equal(c->workers, 3);
+	assert_string_equal(c->providers[0].endpoints[0].origin, "http://h:9001");
+	assert_string_equal(c->providers[0].api_key, "pa$word$x$");
+	assert_int_equal(c->providers[0].n_headers, 0); /* empty value: header omitted */
+	config_free(c);
+
+	expect_err("listen: \"${UMB_T_UNSET}:80\"\n" PROV MOD,
+		   "t.yaml:1: listen: environment variable UMB_T_UNSET is not set (set it, or write ${UMB_T_UNSET:-default})");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    api_key: \"x${UMB_T_HOST\"\n",
+		   "t.yaml:8: models[0].api_key: unterminated \"${\", expected ${NAME} or ${NAME:-default} ($$ for a literal $)");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    api_key: \"${1A}\"\n",
+		   "t.yaml:8: models[0].api_key: invalid variable reference \"${1A}\", expected ${NAME} or ${NAME:-default} with NAME made of letters, digits and _");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    api_key: \"${A-b}\"\n",
+		   "t.yaml:8: models[0].api_key: invalid variable reference \"${A-b}\", expected ${NAME} or ${NAME:-default} with NAME made of letters, digits and _");
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    api_key: \"${}\"\n",
+		   "t.yaml:8: models[0].api_key: invalid variable reference \"${}\", expected ${NAME} or ${NAME:-default} with NAME made of letters, digits and _");
+	/* an expanded value is checked like a written one */
+	setenv("UMB_T_BAD", "abc", 1);
+	expect_err("workers: ${UMB_T_BAD}\n" PROV MOD,
+		   "t.yaml:1: workers: expected an integer from 0 to 1024, got \"abc\"");
+	/* CR/LF could forge upstream headers */
+	setenv("UMB_T_CRLF", "k\r\nX-Evil: 1", 1);
+	expect_err(PROV "models:\n  - name: m\n    provider: p\n    api_key: \"${UMB_T_CRLF}\"\n",
+		   "t.yaml:8: models[0].api_key: control character 0x0d in value, expected printable text");
+	/* keys are never expanded */
+	expect_err_prefix("${UMB_T_HOST}: 1\n" PROV MOD, "t.yaml:1: unknown key \"${UMB_T_HOST}\"");
+}
+
+/* ---- paths ---- */
+
+static void test_paths(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load("tls: { cert: pki/gw.crt, key: /abs/gw.key, client_ca: ca.crt }\n" PROV MOD);
+	assert_true(c->tls.enabled);
+	assert_string_equal(c->tls.cert, "/etc/umbra/pki/gw.crt");
+	assert_string_equal(c->tls.key, "/abs/gw.key");
+	assert_string_equal(c->tls.client_ca, "/etc/umbra/ca.crt");
+	assert_int_equal(c->tls.client_auth, CLIENT_AUTH_OPTIONAL); /* CA given */
+	config_free(c);
+
+	c = must_load("tls: { cert: a, key: b, client_ca: c, client_auth: none }\n" PROV MOD);
+	assert_int_equal(c->tls.client_auth, CLIENT_AUTH_NONE);
+	config_free(c);
+	c = must_load("tls: { cert: a, key: b, client_ca: c, client_auth: require }\n" PROV MOD);
+	assert_int_equal(c->tls.client_auth, CLIENT_AUTH_REQUIRE);
+	config_free(c);
+
+	expect_err("tls: { cert: a }\n" PROV MOD, "t.yaml:1: tls: cert and key must be given together");
+	expect_err("tls: { client_ca: a }\n" PROV MOD, "t.yaml:1: tls: client_ca needs cert and key (TLS) as well");
+	expect_err("tls: { cert: a, key: b, client_auth: require }\n" PROV MOD,
+		   "t.yaml:1: tls: client_auth require needs client_ca to verify client certificates");
+	expect_err("tls: { cert: a, key: b, client_auth: always }\n" PROV MOD,
+		   "t.yaml:1: tls.client_auth: unknown value \"always\", expected one of none, optional, require");
+
+	/* a file's relative paths resolve against the file's directory */
+	char dir[] = "/tmp/umb-test-config-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[512];
+	snprintf(path, sizeof(path), "%s/u.yaml", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("tls: { cert: gw.crt, key: k/gw.key }\n" PROV MOD, f);
+	fclose(f);
+	struct config_err e;
+	c = config_load_file(path, &e);
+	if (!c)
+		fail_msg("%s", e.msg);
+	char want[600];
+	snprintf(want, sizeof(want), "%s/gw.crt", dir);
+	assert_string_equal(c->tls.cert, want);
+	snprintf(want, sizeof(want), "%s/k/gw.key", dir);
+	assert_string_equal(c->tls.key, want);
+	assert_string_equal(c->dir, dir);
+	assert_string_equal(c->path, path);
+	config_free(c);
+
+	/* errors in a file carry the path as given */
+	f = fopen(path, "w");
+	fputs(PROV MOD "workrs: 2\n", f);
+	fclose(f);
+	assert_null(config_load_file(path, &e));
+	snprintf(want, sizeof(want), "%s:8: unknown key \"workrs\" (did you mean \"workers\"?)", path);
+	assert_string_equal(e.msg, want);
+	unlink(path);
+	rmdir(dir);
+
+	assert_null(config_load_file("/nonexistent/umbra.yaml", &e));
+	assert_string_equal(e.msg, "/nonexistent/umbra.yaml: cannot open: No such file or directory");
+
+	/* no dir: the working directory */
+	c = config_load_string("tls: { cert: a, key: b }\n" PROV MOD, strlen("tls: { cert: a, key: b }\n" PROV MOD), "s", NULL, &e);
+	assert_non_null(c);
+	assert_true(c->tls.cert[0] == '/');
+	config_free(c);
+}
+
+/* ---- globs, fallbacks ---- */
+
+static void test_find_model(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(PROV
+		"models:\n"
+		"  - { name: \"*\", provider: p }\n"
+		"  - { name: \"gpt-*\", provider: p }\n"
+		"  - { name: gpt-4o, provider: p }\n"
+		"  - { name: \"llama-?b\", provider: p }\n");
+	assert_true(c->models[0].is_glob);
+	assert_false(c->models[2].is_glob);
+	/* exact beats any glob, even an earlier one */
+	assert_string_equal(config_find_model(c, STR("gpt-4o"))->name, "gpt-4o");
+	/* globs in config order: "*" comes first */
+	assert_string_equal(config_find_model(c, STR("gpt-5"))->name, "*");
+	assert_string_equal(config_find_model(c, STR("llama-8b"))->name, "*");
+	config_free(c);
+
+	c = must_load(PROV
+		"models:\n"
+		"  - { name: \"gpt-*\", provider: p }\n"
+		"  - { name: \"llama-?b\", provider: p }\n"
+		"  - { name: exact, provider: p }\n");
+	assert_string_equal(config_find_model(c, STR("gpt-5"))->name, "gpt-*");
+	assert_string_equal(config_find_model(c, STR("llama-8b"))->name, "llama-?b");
+	assert_null(config_find_model(c, STR("llama-70b")));
+	assert_null(config_find_model(c, STR("exac")));
+	assert_null(config_find_model(c, STR("")));
+	assert_non_null(config_find_model(c, STR("exact")));
+	assert_null(config_find_provider(c, "nope"));
+	assert_non_null(config_find_provider(c, "p"));
+	config_free(c);
+}
+
+static void test_model_provider(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err(PROV "models:\n  - name: m\n    provider: q\n",
+		   "t.yaml:7: models[0].provider: unknown provider \"q\", expected the name of a provider in providers:");
+	expect_err("providers:\n  - { name: onprem, type: openai, url: \"http://a\" }\n"
+		   "models:\n  - name: m\n    provider: onprme\n",
+		   "t.yaml:5: models[0].provider: unknown provider \"onprme\", expected the name of a provider in providers: (did you mean \"onprem\"?)");
+	/* models may come before providers */
+	struct config *c = must_load(MOD PROV);
+	assert_ptr_equal(c->models[0].provider, &c->providers[0]);
+	config_free(c);
+	expect_err(PROV "models:\n  - name: \"two words\"\n    provider: p\n",
+		   "t.yaml:6: models[0].name: invalid model name \"two words\", expected no spaces");
+}
+
+static void test_fallbacks(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(PROV
+		"models:\n"
+		"  - { name: a, provider: p, fallbacks: [b, c] }\n"
+		"  - { name: b, provider: p, fallbacks: [c] }\n"
+		"  - { name: c, provider: p }\n");
+	assert_int_equal(c->models[0].n_fallbacks, 2);
+	assert_ptr_equal(c->models[0].fallback_models[0], &c->models[1]);
+	assert_ptr_equal(c->models[0].fallback_models[1], &c->models[2]);
+	assert_string_equal(c->models[0].fallbacks[1], "c");
+	config_free(c);
+
+	expect_err(PROV "models:\n  - { name: llama-70b, provider: p, fallbacks: [llama-8b] }\n  - { name: llama-7b, provider: p }\n",
+		   "t.yaml:6: models[0].fallbacks[0]: unknown model \"llama-8b\", expected the exact name of a model in models: (did you mean \"llama-7b\"?)");
+	expect_err(PROV "models:\n  - name: a\n    provider: p\n    fallbacks:\n      - a\n",
+		   "t.yaml:9: models[0].fallbacks[0]: model \"a\" lists itself as a fallback");
+	expect_err(PROV "models:\n  - { name: a, provider: p, fallbacks: [\"*\"] }\n  - { name: \"*\", provider: p }\n",
+		   "t.yaml:6: models[0].fallbacks[0]: \"*\" is a glob pattern, expected the exact name of a model");
+	expect_err(PROV "models:\n  - { name: a, provider: p, fallbacks: [b, b] }\n  - { name: b, provider: p }\n",
+		   "t.yaml:6: models[0].fallbacks[1]: \"b\" is listed twice, expected each fallback once");
+	expect_err(PROV "models:\n"
+		   "  - { name: a, provider: p, fallbacks: [b] }\n"
+		   "  - { name: b, provider: p, fallbacks: [c] }\n"
+		   "  - { name: c, provider: p, fallbacks: [a] }\n",
+		   "t.yaml:8: models[2].fallbacks[0]: fallback cycle a -> b -> c -> a, expected fallbacks to end somewhere");
+	expect_err(PROV "models:\n"
+		   "  - { name: x, provider: p, fallbacks: [b] }\n"
+		   "  - { name: b, provider: p, fallbacks: [c] }\n"
+		   "  - { name: c, provider: p, fallbacks: [b] }\n",
+		   "t.yaml:8: models[2].fallbacks[0]: fallback cycle b -> c -> b, expected fallbacks to end somewhere");
+}
+
+/* ---- sections ---- */
+
+static void test_health_check(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load("providers:\n  - name: p\n    type: openai\n    url: http://a\n    health_check: {}\n" MOD);
+	assert_true(c->providers[0].health.enabled);
+	assert_string_equal(c->providers[0].health.path, "/v1/models");
+	assert_int_equal(c->providers[0].health.interval_s, 30);
+	config_free(c);
+	c = must_load("providers:\n  - name: p\n    type: openai\n    url: http://a\n    health_check:\n" MOD);
+	assert_true(c->providers[0].health.enabled);
+	config_free(c);
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    health_check: { interval_s: 2, timeout_s: 5 }\n" MOD,
+		   "t.yaml:5: providers[0].health_check: timeout_s (5) must not exceed interval_s (2)");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    health_check: { path: health }\n" MOD,
+		   "t.yaml:5: providers[0].health_check: path \"health\" must start with '/'");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    ejection: { base_ms: 500, max_ms: 100 }\n" MOD,
+		   "t.yaml:5: providers[0].ejection: max_ms (100) must be at least base_ms (500)");
+}
+
+static void test_headers(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers: { Host: x }\n" MOD,
+		   "t.yaml:5: providers[0].headers: header \"Host\" is set by the gateway and cannot be configured");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers: { \"Bad Name\": x }\n" MOD,
+		   "t.yaml:5: providers[0].headers: invalid header name \"Bad Name\", expected letters, digits and -");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers: [a]\n" MOD,
+		   "t.yaml:5: providers[0].headers: expected a mapping of header name to value, got a list");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers: { X-A: [1] }\n" MOD,
+		   "t.yaml:5: providers[0].headers.X-A: expected a header value, got a list");
+	expect_err("providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers: { X-A: \"a\\nb\" }\n" MOD,
+		   "t.yaml:5: providers[0].headers.X-A: control character 0x0a in value, expected printable text");
+}
+
+static void test_aliases(void **state)
+{
+	UMB_UNUSED(state);
+	/* anchors and aliases work for plain reuse */
+	struct config *c = must_load(
+		"providers:\n  - name: p\n    type: openai\n    url: http://a\n    timeouts: &t { connect_ms: 7 }\n"
+		"  - { name: q, type: openai, url: \"http://b\", timeouts: *t }\n" MOD);
+	assert_int_equal(c->providers[1].timeouts.connect_ms, 7);
+	config_free(c);
+	/* a provider aliased twice is a duplicate, not an expansion */
+	expect_err("providers:\n  - &p { name: p, type: openai, url: \"http://a\" }\n  - *p\n" MOD,
+		   "t.yaml:2: providers[1]: duplicate provider name \"p\" (first at line 2), expected unique names");
+}
+
+/* Inputs that would make the loader (or libyaml) slow are refused early. */
+static void test_hostile_input(void **state)
+{
+	UMB_UNUSED(state);
+	char *y = malloc(300000);
+	assert_non_null(y);
+	strcpy(y, PROV MOD "x: ");
+	size_t n = strlen(y);
+	for (int i = 0; i < 100000; i++)
+		y[n++] = '[';
+	for (int i = 0; i < 100000; i++)
+		y[n++] = ']';
+	y[n] = 0;
+	expect_err(y, "t.yaml:8: nesting deeper than 32 levels, expected a flatter document");
+
+	n = (size_t)sprintf(y, "providers:\n  - name: p\n    type: openai\n    url: http://a\n    headers:\n");
+	for (int i = 0; i < 101; i++)
+		n += (size_t)sprintf(y + n, "      X-%d: v\n", i);
+	strcpy(y + n, MOD);
+	expect_err(y, "t.yaml:6: providers[0].headers: 101 headers, expected at most 100");
+
+	n = (size_t)sprintf(y, PROV "models:\n  - name: m\n    provider: p\n    fallbacks: [");
+	for (int i = 0; i < 101; i++)
+		n += (size_t)sprintf(y + n, "%sm%d", i ? "," : "", i);
+	strcpy(y + n, "]\n");
+	expect_err(y, "t.yaml:8: models[0].fallbacks: 101 fallbacks, expected at most 100");
+	free(y);
+
+	/* a NUL byte is a syntax error, not a truncated file */
+	struct config_err e;
+	const char nul[] = PROV MOD "\0listen: x\n";
+	assert_null(config_load_string(nul, sizeof(nul) - 1, "t.yaml", "/", &e));
+	assert_non_null(strstr(e.msg, "YAML syntax error"));
+}
+
+static void test_print_table(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(
+		"providers:\n  - name: p\n    type: openai\n    endpoints:\n"
+		"      - { name: a, url: \"http://a:1\", weight: 2 }\n"
+		"      - { name: b, url: \"http://b:2\", backup: true }\n"
+		"    health_check: { interval_s: 9 }\n"
+		"models:\n  - { name: m, provider: p, upstream_model: up, locality: cloud, fallbacks: [n] }\n"
+		"  - { name: n, provider: p }\n");
+	char *out = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&out, &n);
+	config_print_table(c, f);
+	fclose(f);
+	assert_non_null(strstr(out, "MODEL  PROVIDER    UPSTREAM MODEL  LOCALITY  FALLBACKS  ENDPOINTS\n"));
+	assert_non_null(strstr(out, "m      p (openai)  up              cloud     n          a=http://a:1 (weight 2), b=http://b:2 (weight 1, backup)\n"));
+	assert_non_null(strstr(out, "n      p (openai)  (as requested)  -         -"));
+	assert_non_null(strstr(out, "provider p (openai): health_check GET /v1/models every 9s"));
+	free(out);
+	config_free(c);
+	assert_string_equal(provider_type_name(PROVIDER_BEDROCK), "bedrock");
+}
+
+/* Every key of every table is documented in docs/config.md. */
+static void test_docs_cover_keys(void **state)
+{
+	UMB_UNUSED(state);
+	FILE *f = fopen(UMB_SRCDIR "/docs/config.md", "r");
+	assert_non_null(f);
+	static char doc[1 << 17];
+	size_t n = fread(doc, 1, sizeof(doc) - 1, f);
+	doc[n] = 0;
+	fclose(f);
+	const struct cfg_section *secs[] = {
+		&config_section, &tls_section, &limits_section, &log_section,
+		&auth_section, &metrics_section, &provider_section, &endpoint_section,
+		&health_section, &timeouts_section, &ejection_section, &model_section,
+		&price_section,
+	};
+	for (size_t s = 0; s < UMB_ARRAY_LEN(secs); s++)
+		for (size_t k = 0; k < secs[s]->n_keys; k++) {
+			const struct cfg_key *key = &secs[s]->keys[k];
+			char want[128];
+			snprintf(want, sizeof(want), "`%s`", key->name);
+			if (!strstr(doc, want))
+				fail_msg("docs/config.md does not document %s.%s",
+					 secs[s]->name, key->name);
+			if (key->def && key->kind != CK_SECTION) {
+				snprintf(want, sizeof(want), "| `%s` |", key->name);
+				char *row = strstr(doc, want);
+				char *eol = row ? strchr(row, '\n') : NULL;
+				if (eol)
+					*eol = 0;
+				if (!row || !strstr(row, key->def))
+					fail_msg("docs/config.md: %s.%s should show default %s",
+						 secs[s]->name, key->name, key->def);
+				if (eol)
+					*eol = '\n';
+			}
+		}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_all_keys_set),
+		cmocka_unit_test(test_embedded_default),
+		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_yaml_syntax),
+		cmocka_unit_test(test_syntax_error_line),
+		cmocka_unit_test(test_unknown_keys),
+		cmocka_unit_test(test_unimplemented),
+		cmocka_unit_test(test_provider_type),
+		cmocka_unit_test(test_wrong_types),
+		cmocka_unit_test(test_duplicates),
+		cmocka_unit_test(test_required),
+		cmocka_unit_test(test_listen),
+		cmocka_unit_test(test_urls),
+		cmocka_unit_test(test_env),
+		cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_find_model),
+		cmocka_unit_test(test_model_provider),
+		cmocka_unit_test(test_fallbacks),
+		cmocka_unit_test(test_health_check),
+		cmocka_unit_test(test_headers),
+		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_hostile_input),
+		cmocka_unit_test(test_print_table),
+		cmocka_unit_test(test_docs_cover_keys),
+	};
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -70,12 +70,18 @@ sdk: $(BUILD)/umbra
 	UMBRA_BIN=$(abspath $(BUILD)/umbra) bash tests/sdk/run.sh
 
 # Fuzz targets need clang's libFuzzer; they always build with sanitizers.
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Isrc -pthread \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_LIBSRC := $(SRCS)
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
-	@mkdir -p build-fuzz
-	clang $(FUZZ_CFLAGS) $< $(FUZZ_LIBSRC) $(LIBS) -o $@
+# This is also the project's clang -Werror build.
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Isrc -pthread -MMD -MP \
+	-fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJS := $(SRCS:%.c=build-fuzz/obj/%.o)
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build-fuzz/libumbra.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+build-fuzz/%: tests/fuzz/%.c build-fuzz/libumbra.a
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer $< build-fuzz/libumbra.a $(LIBS) -o $@
 
 fuzz-build: $(FUZZ_BIN)
 
@@ -106,3 +112,4 @@ clean:
 	rm -rf build build-asan build-fuzz
 
 -include $(OBJS:.o=.d) $(BUILD)/obj/src/main.d
+-include $(FUZZ_OBJS:.o=.d)

@@ -28,24 +28,45 @@ static const char *type_name(enum json_type t)
 
 /* Parse the body and check the top-level members' types. On failure an
  * error has been sent and false is returned. */
+/* The top-level members a handler looks at, found in one pass. */
+enum known_key {
+	K_MODEL, K_MESSAGES, K_STREAM, K_STREAM_OPTIONS, K_MAX_TOKENS,
+	K_MAX_COMPLETION_TOKENS, K_TEMPERATURE, K_TOP_P, K_N, K_TOOLS, K_INPUT, K_COUNT
+};
+static const char *const known_names[K_COUNT] = {
+	"model", "messages", "stream", "stream_options", "max_tokens",
+	"max_completion_tokens", "temperature", "top_p", "n", "tools", "input",
+};
+
 struct parsed {
 	struct json_member m[API_MAX_MEMBERS];
 	size_t n;
 	struct json_val root;
+	const struct json_val *known[K_COUNT];
 };
 
-static const struct json_val *get(const struct parsed *p, const char *key)
+static const struct json_val *get(const struct parsed *p, enum known_key k)
 {
-	size_t kn = strlen(key);
+	return p->known[k];
+}
+
+/* Fill p->known in one pass. Keys are compared raw; a key written with
+ * escapes is decoded first, so "mod\u0065l" is still "model". */
+static void index_members(struct parsed *p)
+{
+	memset(p->known, 0, sizeof p->known);
 	for (size_t i = 0; i < p->n; i++) {
 		struct str k = p->m[i].key_raw;
-		/* raw bytes compare equal unless the key uses escapes */
-		if (k.n == kn && !memcmp(k.p, key, kn))
-			return &p->m[i].val;
-		if (k.n > kn && memchr(k.p, '\\', k.n) && json_key_eq(k, key))
-			return &p->m[i].val;
+		bool esc = memchr(k.p, '\\', k.n) != NULL;
+		for (int j = 0; j < K_COUNT; j++) {
+			size_t kn = strlen(known_names[j]);
+			if (esc ? json_key_eq(k, known_names[j])
+				: k.n == kn && !memcmp(k.p, known_names[j], kn)) {
+				p->known[j] = &p->m[i].val;
+				break;
+			}
+		}
 	}
-	return NULL;
 }
 
 static bool parse_body(struct req *r, struct parsed *p)
@@ -88,14 +109,16 @@ static bool parse_body(struct req *r, struct parsed *p)
 			}
 		}
 	}
+	index_members(p);
 	return true;
 }
 
 /* Check that `key`, when present and not null, has one of the types. */
-static bool want_type(struct req *r, const struct parsed *p, const char *key, bool required,
+static bool want_type(struct req *r, const struct parsed *p, enum known_key k, bool required,
 		      enum json_type t1, enum json_type t2, const char *expected)
 {
-	const struct json_val *v = get(p, key);
+	const char *key = known_names[k];
+	const struct json_val *v = get(p, k);
 	if (!v || (v->type == JSON_NULL && !required)) {
 		if (!required)
 			return true;
@@ -114,7 +137,7 @@ static bool want_type(struct req *r, const struct parsed *p, const char *key, bo
 static const struct cfg_model *resolve_model(struct req *r, const struct parsed *p,
 					     struct str *name)
 {
-	const struct json_val *v = get(p, "model");
+	const struct json_val *v = get(p, K_MODEL);
 	struct buf b;
 	buf_init(&b, 1024);
 	if (json_str_decode(*v, &b)) {
@@ -152,18 +175,18 @@ void api_openai_chat(struct req *r)
 	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
 	if (!parse_body(r, p))
 		return;
-	if (!want_type(r, p, "model", true, JSON_STRING, JSON_STRING, "a string") ||
-	    !want_type(r, p, "messages", true, JSON_ARRAY, JSON_ARRAY, "an array") ||
-	    !want_type(r, p, "stream", false, JSON_TRUE, JSON_FALSE, "a boolean") ||
-	    !want_type(r, p, "stream_options", false, JSON_OBJECT, JSON_OBJECT, "an object") ||
-	    !want_type(r, p, "max_tokens", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
-	    !want_type(r, p, "max_completion_tokens", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
-	    !want_type(r, p, "temperature", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
-	    !want_type(r, p, "top_p", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
-	    !want_type(r, p, "n", false, JSON_NUMBER, JSON_NUMBER, "a number") ||
-	    !want_type(r, p, "tools", false, JSON_ARRAY, JSON_ARRAY, "an array"))
+	if (!want_type(r, p, K_MODEL, true, JSON_STRING, JSON_STRING, "a string") ||
+	    !want_type(r, p, K_MESSAGES, true, JSON_ARRAY, JSON_ARRAY, "an array") ||
+	    !want_type(r, p, K_STREAM, false, JSON_TRUE, JSON_FALSE, "a boolean") ||
+	    !want_type(r, p, K_STREAM_OPTIONS, false, JSON_OBJECT, JSON_OBJECT, "an object") ||
+	    !want_type(r, p, K_MAX_TOKENS, false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, K_MAX_COMPLETION_TOKENS, false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, K_TEMPERATURE, false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, K_TOP_P, false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, K_N, false, JSON_NUMBER, JSON_NUMBER, "a number") ||
+	    !want_type(r, p, K_TOOLS, false, JSON_ARRAY, JSON_ARRAY, "an array"))
 		return;
-	const struct json_val *msgs = get(p, "messages");
+	const struct json_val *msgs = get(p, K_MESSAGES);
 	struct json_iter it;
 	struct json_val msg, role;
 	size_t n_msgs = 0;
@@ -184,9 +207,9 @@ void api_openai_chat(struct req *r)
 	}
 	struct upstream_call call = { .op = UPSTREAM_CHAT, .body = r->body,
 				      .members = p->m, .n_members = p->n };
-	const struct json_val *st = get(p, "stream");
+	const struct json_val *st = get(p, K_STREAM);
 	call.stream = st && st->type == JSON_TRUE;
-	const struct json_val *so = get(p, "stream_options");
+	const struct json_val *so = get(p, K_STREAM_OPTIONS);
 	struct json_val iu;
 	if (so && so->type == JSON_OBJECT && json_obj_get(*so, "include_usage", &iu)) {
 		if (iu.type != JSON_TRUE && iu.type != JSON_FALSE && iu.type != JSON_NULL) {
@@ -208,8 +231,8 @@ void api_openai_embeddings(struct req *r)
 	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
 	if (!parse_body(r, p))
 		return;
-	if (!want_type(r, p, "model", true, JSON_STRING, JSON_STRING, "a string") ||
-	    !want_type(r, p, "input", true, JSON_STRING, JSON_ARRAY, "a string or an array"))
+	if (!want_type(r, p, K_MODEL, true, JSON_STRING, JSON_STRING, "a string") ||
+	    !want_type(r, p, K_INPUT, true, JSON_STRING, JSON_ARRAY, "a string or an array"))
 		return;
 	struct upstream_call call = { .op = UPSTREAM_EMBEDDINGS, .body = r->body,
 				      .members = p->m, .n_members = p->n };

@@ -648,3 +648,61 @@ bad:
 	*consumed = i;
 	return UMB_ERR;
 }
+
+/* ---- upstream response heads ---- */
+
+int http_parse_response(const char *buf, size_t n, struct http_response_head *h,
+			bool (*line_cb)(void *ctx, const char *line, size_t len), void *ctx)
+{
+	memset(h, 0, sizeof *h);
+	if (n < 12 || memcmp(buf, "HTTP/1.", 7) || (buf[7] != '0' && buf[7] != '1') ||
+	    buf[8] != ' ')
+		return UMB_ERR;
+	h->minor_version = buf[7] - '0';
+	for (int i = 9; i < 12; i++) {
+		if (buf[i] < '0' || buf[i] > '9')
+			return UMB_ERR;
+		h->status = h->status * 10 + (buf[i] - '0');
+	}
+	if (h->status < 100)
+		return UMB_ERR;
+	if (n > 12 && buf[12] != ' ' && buf[12] != '\r' && buf[12] != '\n')
+		return UMB_ERR;
+	bool conn_close = false, conn_keep = false;
+	const char *line = buf, *end = buf + n;
+	while (line < end) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		if (!nl)
+			return UMB_ERR;
+		size_t len = (size_t)(nl - line + 1);
+		if (line_cb && !line_cb(ctx, line, len))
+			return UMB_ERR;
+		struct str l = str_make(line, len);
+		while (l.n && (l.p[l.n - 1] == '\n' || l.p[l.n - 1] == '\r'))
+			l.n--;
+		const char *colon = line == buf ? NULL : memchr(l.p, ':', l.n);
+		if (colon) {
+			struct str name = str_make(l.p, (size_t)(colon - l.p));
+			struct str val = str_trim(str_make(colon + 1, l.n - name.n - 1));
+			if (str_ieq(name, STR("content-length"))) {
+				uint64_t v;
+				if (str_to_u64(val, &v) || (h->has_content_length && v != h->content_length))
+					return UMB_ERR;
+				h->has_content_length = true;
+				h->content_length = v;
+			} else if (str_ieq(name, STR("transfer-encoding"))) {
+				if (!str_ieq(val, STR("chunked")))
+					return UMB_ERR; /* we never ask for other codings */
+				h->chunked = true;
+			} else if (str_ieq(name, STR("connection"))) {
+				if (str_ieq(val, STR("close")))
+					conn_close = true;
+				else if (str_ieq(val, STR("keep-alive")))
+					conn_keep = true;
+			}
+		}
+		line = nl + 1;
+	}
+	h->keep_alive = h->minor_version == 1 ? !conn_close : conn_keep;
+	return UMB_OK;
+}

@@ -54,6 +54,25 @@ int http_parse_request(const char *buf, size_t n, size_t max_head,
 const struct str *http_header_get(const struct http_request_head *h,
 				  const char *name);
 
+/** What the upstream client needs from a response head. */
+struct http_response_head {
+	int minor_version;
+	int status;
+	bool has_content_length;
+	uint64_t content_length;
+	bool chunked;
+	bool keep_alive; /* 1.1 unless "close"; 1.0 only with "keep-alive" */
+};
+
+/** Parse a complete upstream response head buf[0..n) (through the blank
+ * line, which the caller found). For each line (status line and headers,
+ * CRLF included, then the final empty line) line_cb is called, if not
+ * NULL; a false return aborts. Returns UMB_OK or UMB_ERR on a malformed
+ * head (bad status line, conflicting Content-Length, a transfer coding
+ * other than chunked). */
+int http_parse_response(const char *buf, size_t n, struct http_response_head *h,
+			bool (*line_cb)(void *ctx, const char *line, size_t len), void *ctx);
+
 /** Incremental chunked decoder state; embed it and call http_chunked_init. */
 struct http_chunked {
 	uint64_t remaining;  /* data bytes left in the current chunk */

@@ -195,11 +195,6 @@ static void conn_flush(struct conn *c);
 static void conn_close(struct conn *c);
 static void req_finalize(struct conn *c);
 
-static inline struct worker_priv *wp_of(struct worker *w)
-{
-	return (struct worker_priv *)w;
-}
-
 static const struct cfg_limits *conn_limits(struct conn *c)
 {
 	return &c->wp->rt->cfg->limits;

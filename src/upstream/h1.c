@@ -399,71 +399,35 @@ static void x_send(struct h1_xfer *x, bool in_caller)
 		x_process(x); /* the server answered before we finished */
 }
 
-/* Hand the response head to the owner as curl would: the status line,
- * each header line, then the empty line. Returns false on a bad head. */
+static bool x_header_line(void *ctx, const char *line, size_t len)
+{
+	struct h1_xfer *x = ctx;
+	return x->rq.on_header((char *)line, 1, len, x->rq.ctx) == len;
+}
+
+/* Hand the response head to the owner as curl would (status line, each
+ * header line, the empty line) and set up the body framing. */
 static bool x_parse_head(struct h1_xfer *x, size_t head_len)
 {
-	char *p = x->in.p, *end = x->in.p + head_len;
-	int minor = 1, status = 0;
-	if (head_len < 12 || memcmp(p, "HTTP/1.", 7) || (p[7] != '0' && p[7] != '1') ||
-	    p[8] != ' ')
+	struct http_response_head h;
+	if (http_parse_response(x->in.p, head_len, &h, x_header_line, x))
 		return false;
-	minor = p[7] - '0';
-	for (int i = 9; i < 12; i++) {
-		if (p[i] < '0' || p[i] > '9')
-			return false;
-		status = status * 10 + (p[i] - '0');
-	}
-	bool chunked = false, has_len = false, conn_close = minor == 0, conn_keep = false;
-	uint64_t len = 0;
-	char *line = p;
-	while (line < end) {
-		char *nl = memchr(line, '\n', (size_t)(end - line));
-		if (!nl)
-			return false;
-		size_t n = (size_t)(nl - line + 1);
-		if (x->rq.on_header(line, 1, n, x->rq.ctx) != n)
-			return false;
-		struct str l = str_make(line, n);
-		while (l.n && (l.p[l.n - 1] == '\n' || l.p[l.n - 1] == '\r'))
-			l.n--;
-		const char *colon = line == p ? NULL : memchr(l.p, ':', l.n);
-		if (colon) {
-			struct str name = str_make(l.p, (size_t)(colon - l.p));
-			struct str val = str_trim(str_make(colon + 1, l.n - name.n - 1));
-			if (str_ieq(name, STR("content-length"))) {
-				uint64_t v;
-				if (str_to_u64(val, &v) || (has_len && v != len))
-					return false;
-				has_len = true;
-				len = v;
-			} else if (str_ieq(name, STR("transfer-encoding"))) {
-				if (!str_ieq(val, STR("chunked")))
-					return false; /* we never ask for other codings */
-				chunked = true;
-			} else if (str_ieq(name, STR("connection"))) {
-				if (str_ieq(val, STR("close")))
-					conn_close = true;
-				else if (str_ieq(val, STR("keep-alive")))
-					conn_keep = true;
-			}
-		}
-		line = nl + 1;
-	}
-	if (status >= 100 && status < 200) {
+	if (h.status < 200) {
 		/* interim response: drop it and wait for the real one */
 		buf_consume(&x->in, head_len);
 		return true;
 	}
-	x->keep_alive = minor == 1 ? !conn_close : conn_keep;
-	if (status == 204 || status == 304) {
+	x->keep_alive = h.keep_alive;
+	if (h.status == 204 || h.status == 304) {
 		x->framing = BODY_NONE;
-	} else if (chunked) {
+	} else if (h.chunked) {
+		if (h.has_content_length)
+			return false; /* both framings: a smuggling shape */
 		x->framing = BODY_CHUNKED;
 		http_chunked_init(&x->chunked);
-	} else if (has_len) {
+	} else if (h.has_content_length) {
 		x->framing = BODY_LENGTH;
-		x->remaining = len;
+		x->remaining = h.content_length;
 	} else {
 		x->framing = BODY_CLOSE;
 		x->keep_alive = false;
@@ -653,7 +617,12 @@ struct h1_xfer *upstream__h1_start(struct h1_pool *p, const struct h1_req *rq)
 	buf_append_lit(&h, " HTTP/1.1\r\nHost: ");
 	buf_append_cstr(&h, p->hostport);
 	buf_append_lit(&h, "\r\nContent-Length: ");
-	buf_append(&h, num, (size_t)snprintf(num, sizeof num, "%zu", rq->body.n));
+	size_t k = sizeof num, v = rq->body.n;
+	do {
+		num[--k] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(&h, num + k, sizeof num - k);
 	buf_append_lit(&h, "\r\n");
 	for (size_t i = 0; i < rq->n_headers; i++) {
 		const char *hd = rq->headers[i];

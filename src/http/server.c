@@ -421,9 +421,9 @@ static void resp_head(struct req *r, int status, const char *ctype,
 		buf_append_lit(o, "content-length: ");
 		buf_append(o, num, fmt_u64(num, (uint64_t)content_length));
 		buf_append_lit(o, "\r\n");
-	} else {
-		buf_append_cstr(o, "transfer-encoding: chunked\r\n");
-	}
+	} else if (r->chunked) {
+		buf_append_lit(o, "transfer-encoding: chunked\r\n");
+	} /* else HTTP/1.0: the body ends when the connection closes */
 	buf_append_lit(o, "x-request-id: ");
 	buf_append_cstr(o, r->id);
 	buf_append_lit(o, "\r\nserver-timing: umbra;dur=");
@@ -471,7 +471,10 @@ void http_stream_begin(struct req *r, int status, const char *content_type,
 {
 	UMB_BUG_ON(r->finished || r->head_sent);
 	resp_decide_close(r);
-	r->chunked = true;
+	/* HTTP/1.0 has no chunked coding: close-delimit the body instead */
+	r->chunked = r->head.minor_version >= 1;
+	if (!r->chunked)
+		r->conn->closing = true;
 	resp_head(r, status, content_type, -1, extra_headers);
 	conn_flush(r->conn);
 }
@@ -481,7 +484,10 @@ bool http_stream_write(struct req *r, const char *p, size_t n)
 	struct conn *c = r->conn;
 	if (c->dead || c->broken || r->finished)
 		return false;
-	if (n) {
+	if (n && !r->chunked) {
+		buf_append(&c->out, p, n);
+		conn_flush(c);
+	} else if (n) {
 		char hex[20];
 		size_t k = 0;
 		for (int sh = 60; sh >= 0; sh -= 4) {
@@ -508,7 +514,8 @@ void http_stream_end(struct req *r, bool abort)
 	 * half chunk; after a broken stream the connection is not reused. */
 	if (abort)
 		c->closing = true;
-	buf_append_lit(&c->out, "0\r\n\r\n");
+	if (r->chunked)
+		buf_append_lit(&c->out, "0\r\n\r\n");
 	r->finished = true;
 	c->want_finish = true;
 	conn_flush(c);

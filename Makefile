@@ -5,6 +5,7 @@
 #                   integration, SDK)
 #   make asan       the whole suite under ASan+UBSan (build-asan/)
 #   make fuzz       each fuzz target for FUZZ_TIME seconds (clang, libFuzzer)
+#   make leak       valgrind over a 10,000-request run: no leak, no error
 #   make bench      the overhead benchmark (bench/README.md)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
@@ -36,7 +37,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan bench clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench clean
 all: $(BUILD)/umbra
 
 deps:
@@ -103,6 +104,10 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all unit
 	UMBRA_BIN=$(abspath build-asan/umbra) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  $(PYTEST) -q tests/integration
+
+# valgrind over a 10,000-request mixed run (tests/leak/valgrind.sh)
+leak: deps all
+	UMBRA_BIN=$(abspath $(BUILD)/umbra) bash tests/leak/valgrind.sh
 
 bench: deps all
 	@scripts/install-deps.sh bench

@@ -177,6 +177,9 @@ void api_dispatch(struct req *r)
 		if (!str_eq_cstr(path, routes[i].path))
 			continue;
 		r->api = routes[i].api;
+		/* no routing cascade in this build: every model is named */
+		if (routes[i].fn == api_openai_chat || routes[i].fn == api_openai_embeddings)
+			r->route_method = "explicit";
 		bool head_ok = !strcmp(routes[i].method, "GET") && str_eq_cstr(r->head.method, "HEAD");
 		if (!str_eq_cstr(r->head.method, routes[i].method) && !head_ok) {
 			struct str allow = str_cstr(arena_printf(r->arena, "allow: %s\r\n", routes[i].method));

@@ -68,6 +68,7 @@ struct req {
 
 	/* what the handler learned, for logs and metrics */
 	const char *api;         /* "chat" | "embeddings" | "models" | ... */
+	const char *route_method; /* x-umbra-route-method, NULL: not an API call */
 	const char *model;       /* configured model name, "" if unknown */
 	const char *provider, *endpoint;
 	uint64_t prompt_tokens, completion_tokens;

@@ -431,8 +431,26 @@ static void resp_head(struct req *r, int status, const char *ctype,
 	buf_append_lit(o, ", upstream;dur=");
 	buf_append(o, num, fmt_ms3(num, r->upstream_ns));
 	buf_append_lit(o, "\r\n");
+	/* who handled it (DESIGN.md "Route headers"), errors included */
+	if (r->route_method) {
+		buf_append_lit(o, "x-umbra-route-method: ");
+		buf_append_cstr(o, r->route_method);
+		buf_append_lit(o, "\r\n");
+	}
+	if (r->model && r->model[0]) {
+		buf_append_lit(o, "x-umbra-model: ");
+		buf_append_cstr(o, r->model);
+		buf_append_lit(o, "\r\n");
+	}
+	if (r->provider) {
+		buf_append_lit(o, "x-umbra-provider: ");
+		buf_append_cstr(o, r->provider);
+		buf_append_lit(o, "\r\nx-umbra-endpoint: ");
+		buf_append_cstr(o, r->endpoint ? r->endpoint : "");
+		buf_append_lit(o, "\r\n");
+	}
 	if (c->closing)
-		buf_append_cstr(o, "connection: close\r\n");
+		buf_append_lit(o, "connection: close\r\n");
 	buf_append_str(o, extra);
 	buf_append_lit(o, "\r\n");
 }

@@ -145,16 +145,6 @@ static void fwd_cleanup(void *arg)
 	buf_clear(&f->last_body);
 }
 
-/* Response headers naming who served the request. */
-static struct str fwd_headers(struct fwd *f)
-{
-	char *h = arena_join(f->r->arena, "x-umbra-model: ", f->model->name,
-			     "\r\nx-umbra-provider: ", f->pool->prov->name,
-			     "\r\nx-umbra-endpoint: ", fwd_ep(f)->name,
-			     "\r\nx-umbra-route-method: explicit\r\n", NULL);
-	return str_cstr(h);
-}
-
 static void fwd_note_served(struct fwd *f)
 {
 	struct req *r = f->r;
@@ -221,7 +211,7 @@ static void fwd_client_start(struct fwd *f)
 	r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
 	fwd_note_served(f);
 	f->client_started = true;
-	http_stream_begin(r, 200, "text/event-stream", fwd_headers(f));
+	http_stream_begin(r, 200, "text/event-stream", STR_NULL);
 }
 
 static int fwd_on_event(void *arg, const struct sse_event *ev)
@@ -397,15 +387,15 @@ static void fwd_relay_error(struct fwd *f)
 	const char *pn = f->pool->prov->name;
 	int st = f->status;
 	if (st == 401 || st == 403) {
-		api_error_openai_h(r, 502, fwd_headers(f), "api_error", "upstream_error",
+		api_error_openai(r, 502, "api_error", "upstream_error",
 				   "upstream %s refused the gateway's credentials (status %d)", pn, st);
 		return;
 	}
 	const char *type = st == 404 ? "not_found_error" : "invalid_request_error";
 	if (msg)
-		api_error_openai_h(r, st, fwd_headers(f), type, "upstream_error", "%s", msg);
+		api_error_openai(r, st, type, "upstream_error", "%s", msg);
 	else
-		api_error_openai_h(r, st, fwd_headers(f), type, "upstream_error",
+		api_error_openai(r, st, type, "upstream_error",
 				   "upstream %s returned status %d", pn, st);
 }
 
@@ -453,7 +443,6 @@ static void fwd_on_done(struct umulti_xfer *x, CURLcode code)
 	f->client_done = true;
 	struct http_resp resp = { .status = f->status,
 				  .content_type = "application/json",
-				  .extra_headers = fwd_headers(f),
 				  .body = buf_str(&f->body) };
 	http_respond(r, &resp);
 }
@@ -579,8 +568,7 @@ static void fwd_fail_final(struct fwd *f)
 {
 	struct req *r = f->r;
 	f->client_done = true;
-	if (f->model)
-		r->model = f->call.model->name;
+	r->model = f->call.model->name; /* x-umbra-model on the error too */
 	if (!f->any_attempt) {
 		api_error_openai(r, 503, "api_error", "no_healthy_endpoint",
 				 "no healthy endpoint for model %s", f->call.model->name);

@@ -104,6 +104,8 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SANITIZE=1 all unit
 	UMBRA_BIN=$(abspath build-asan/umbra) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  $(PYTEST) -q tests/integration
+	UMBRA_BIN=$(abspath build-asan/umbra) ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  bash tests/sdk/run.sh
 
 # valgrind over a 10,000-request mixed run (tests/leak/valgrind.sh)
 leak: deps all

@@ -85,6 +85,19 @@ struct str str_trim(struct str s)
 	return s;
 }
 
+size_t fmt_u64(char *out, uint64_t v)
+{
+	char tmp[20];
+	size_t n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
+}
+
 int str_to_u64(struct str s, uint64_t *out)
 {
 	uint64_t v = 0;

@@ -65,6 +65,8 @@ static inline bool str_eq_cstr(struct str a, const char *b)
 bool str_ieq(struct str a, struct str b);
 /** Trim ASCII spaces and tabs at both ends. */
 struct str str_trim(struct str s);
+/** Write v in decimal to out[20] (no NUL); returns the length. */
+size_t fmt_u64(char *out, uint64_t v);
 /** Parse a non-negative decimal; returns UMB_ERR on junk or overflow. */
 int str_to_u64(struct str s, uint64_t *out);
 /** Length of the longest prefix of p[0..n) that does not end inside a

@@ -367,20 +367,6 @@ size_t http_out_pending(const struct req *r)
 	return (c->out.n - c->out_off) + (c->out_body.n - c->out_body_off);
 }
 
-/* Decimal of v into out (no NUL); returns the length. */
-static size_t fmt_u64(char *out, uint64_t v)
-{
-	char tmp[24];
-	size_t n = 0;
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	for (size_t i = 0; i < n; i++)
-		out[i] = tmp[n - 1 - i];
-	return n;
-}
-
 /* Nanoseconds as milliseconds with three decimals ("12.345"). */
 static size_t fmt_ms3(char *out, uint64_t ns)
 {

@@ -617,12 +617,7 @@ struct h1_xfer *upstream__h1_start(struct h1_pool *p, const struct h1_req *rq)
 	buf_append_lit(&h, " HTTP/1.1\r\nHost: ");
 	buf_append_cstr(&h, p->hostport);
 	buf_append_lit(&h, "\r\nContent-Length: ");
-	size_t k = sizeof num, v = rq->body.n;
-	do {
-		num[--k] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	buf_append(&h, num + k, sizeof num - k);
+	buf_append(&h, num, fmt_u64(num, rq->body.n));
 	buf_append_lit(&h, "\r\n");
 	for (size_t i = 0; i < rq->n_headers; i++) {
 		const char *hd = rq->headers[i];

@@ -16,18 +16,6 @@
 #include "core/core.c"
 #include "core/json.h"
 
-/* A test that shows a bug found in src/ (see /tmp/unit-findings.md) is
- * skipped unless UMBRA_KNOWN_BUGS=1, so one open bug does not stop
- * `make unit`; delete the KNOWN_BUG() line once the bug is fixed. */
-#define KNOWN_BUG(what)                                                        \
-	do {                                                                   \
-		const char *kb_ = getenv("UMBRA_KNOWN_BUGS");                  \
-		if (!kb_ || strcmp(kb_, "1")) {                                \
-			print_message("known bug, skipped: %s\n", what);       \
-			skip();                                                \
-		}                                                              \
-	} while (0)
-
 /* ---- buf ---- */
 
 static void test_buf_empty(void **state)

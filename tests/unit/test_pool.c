@@ -15,17 +15,6 @@
 
 #include "upstream/pool.c"
 
-/* See test_core.c: a test showing an open src/ bug is skipped unless
- * UMBRA_KNOWN_BUGS=1; delete its KNOWN_BUG() line once fixed. */
-#define KNOWN_BUG(what)                                                        \
-	do {                                                                   \
-		const char *kb_ = getenv("UMBRA_KNOWN_BUGS");                  \
-		if (!kb_ || strcmp(kb_, "1")) {                                \
-			print_message("known bug, skipped: %s\n", what);       \
-			skip();                                                \
-		}                                                              \
-	} while (0)
-
 static struct config *load(const char *yaml)
 {
 	struct config_err err;

@@ -18,17 +18,6 @@
 
 #include "providers/openai.c"
 
-/* See test_core.c: a test showing an open src/ bug is skipped unless
- * UMBRA_KNOWN_BUGS=1; delete its KNOWN_BUG() line once fixed. */
-#define KNOWN_BUG(what)                                                        \
-	do {                                                                   \
-		const char *kb_ = getenv("UMBRA_KNOWN_BUGS");                  \
-		if (!kb_ || strcmp(kb_, "1")) {                                \
-			print_message("known bug, skipped: %s\n", what);       \
-			skip();                                                \
-		}                                                              \
-	} while (0)
-
 static const char cfg_yaml[] =
 	"listen: \"127.0.0.1:8080\"\n"
 	"log: { level: error }\n"

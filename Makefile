@@ -26,7 +26,7 @@ ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
 endif
-LIBS     := -levent_core -levent_pthreads -lcurl -lssl -lcrypto -lyaml -lm
+LIBS     := -levent_core -levent_pthreads -lcurl -lssl -lcrypto -lyaml -lsqlite3 -lm
 
 SRCS     := $(shell find src -name '*.c' ! -name main.c | sort)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)

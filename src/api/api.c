@@ -106,7 +106,7 @@ void api_request_done(struct req *r)
 	else
 		buf_append_cstr(&b, "\"(invalid utf-8)\"");
 	buf_append_cstr(&b, ",\"model\":");
-	json_write_cstr(&b, r->model);
+	json_write_cstr(&b, r->model_shown ? r->model_shown : r->model);
 	buf_append_cstr(&b, ",\"provider\":");
 	json_write_cstr(&b, r->provider ? r->provider : "");
 	buf_append_cstr(&b, ",\"endpoint\":");

@@ -69,7 +69,10 @@ struct req {
 	/* what the handler learned, for logs and metrics */
 	const char *api;         /* "chat" | "embeddings" | "models" | ... */
 	const char *route_method; /* x-umbra-route-method, NULL: not an API call */
-	const char *model;       /* configured model name, "" if unknown */
+	const char *model;       /* configured model name ("" if unknown): the
+	                          * metrics label, so never client text */
+	const char *model_shown; /* what the client sees (x-umbra-model, log):
+	                          * the requested name for a glob model */
 	const char *provider, *endpoint;
 	uint64_t prompt_tokens, completion_tokens;
 	bool stream;

@@ -423,9 +423,9 @@ static void resp_head(struct req *r, int status, const char *ctype,
 		buf_append_cstr(o, r->route_method);
 		buf_append_lit(o, "\r\n");
 	}
-	if (r->model && r->model[0]) {
+	if (r->model_shown && r->model_shown[0]) {
 		buf_append_lit(o, "x-umbra-model: ");
-		buf_append_cstr(o, r->model);
+		buf_append_cstr(o, r->model_shown);
 		buf_append_lit(o, "\r\n");
 	}
 	if (r->provider) {

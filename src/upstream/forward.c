@@ -149,6 +149,8 @@ static void fwd_note_served(struct fwd *f)
 {
 	struct req *r = f->r;
 	r->model = f->model->name;
+	r->model_shown = f->model->is_glob
+		? arena_strdup_str(r->arena, f->call.requested_model) : f->model->name;
 	r->provider = f->pool->prov->name;
 	r->endpoint = fwd_ep(f)->name;
 	if (f->usage.seen) {
@@ -569,9 +571,12 @@ static void fwd_fail_final(struct fwd *f)
 	struct req *r = f->r;
 	f->client_done = true;
 	r->model = f->call.model->name; /* x-umbra-model on the error too */
+	r->model_shown = f->call.model->is_glob
+		? arena_strdup_str(r->arena, f->call.requested_model) : r->model;
+	const char *name = r->model_shown;
 	if (!f->any_attempt) {
 		api_error_openai(r, 503, "api_error", "no_healthy_endpoint",
-				 "no healthy endpoint for model %s", f->call.model->name);
+				 "no healthy endpoint for model %s", name);
 		return;
 	}
 	const char *k = f->last_kind;
@@ -581,22 +586,22 @@ static void fwd_fail_final(struct fwd *f)
 			: STR_NULL;
 		const char *msg = upstream_message(r->arena, buf_str(&f->last_body));
 		api_error_openai_h(r, 429, extra, "rate_limit_error", "rate_limited",
-				   "upstream rate limit reached for model %s%s%s", f->call.model->name,
+				   "upstream rate limit reached for model %s%s%s", name,
 				   msg ? ": " : "", msg ? msg : "");
 		return;
 	}
 	if (!strcmp(k, "timeout")) {
 		api_error_openai(r, 504, "api_error", "upstream_timeout",
-				 "upstream timed out for model %s", f->call.model->name);
+				 "upstream timed out for model %s", name);
 		return;
 	}
 	if (!strcmp(k, "status_5xx"))
 		api_error_openai(r, 502, "api_error", "upstream_error",
 				 "upstream returned status %d for model %s", f->last_status,
-				 f->call.model->name);
+				 name);
 	else
 		api_error_openai(r, 502, "api_error", "upstream_error",
-				 "upstream failed (%s) for model %s", k, f->call.model->name);
+				 "upstream failed (%s) for model %s", k, name);
 }
 
 static void fwd_next(struct fwd *f)

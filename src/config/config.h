@@ -140,6 +140,7 @@ struct config {
 	struct cfg_tls tls;
 	struct cfg_limits limits;
 	enum auth_mode auth_mode;     /* only AUTH_NONE is implemented so far */
+	char *store_url;              /* store: sqlite://PATH (CLI tools so far) */
 	enum log_level log_level;
 	bool log_requests;            /* one JSON line per request, default true */
 	bool metrics_public;          /* metrics: { public: true }; added by the

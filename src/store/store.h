@@ -14,8 +14,9 @@
  *
  * Times are unix seconds passed in by the caller (tests control them);
  * 0 in `expires`/`revoked_at` means never/not revoked.
- * A handle is used by one thread at a time; several handles (threads or
- * processes, the gateway and the CLI) may share one database. */
+ * A handle is used by one thread at a time and never crosses fork();
+ * several handles (threads or processes, the gateway and the CLI) may share
+ * one database. */
 #ifndef UMB_STORE_H
 #define UMB_STORE_H
 
@@ -76,7 +77,8 @@ struct store_err {
 	char msg[512];
 };
 
-/** List callbacks return 0 to go on, anything else stops the listing. */
+/** List callbacks return 0 to go on; a nonzero value stops the listing and
+ * is what the list function returns. Do not list again from inside one. */
 typedef int (*store_identity_cb)(void *ctx, const struct store_identity *id);
 typedef int (*store_key_cb)(void *ctx, const struct store_key *key);
 

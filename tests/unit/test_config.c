@@ -317,7 +317,7 @@ static void test_unimplemented(void **state)
 	UMB_UNUSED(state);
 	expect_err(PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
 		   "t.yaml:9: tunnel is not implemented in this build yet");
-	const char *sections[] = { "store", "audit", "crypto", "airgapped", "routing",
+	const char *sections[] = { "audit", "crypto", "airgapped", "routing",
 				   "teams", "identities", "services", "budgets" };
 	for (size_t i = 0; i < UMB_ARRAY_LEN(sections); i++) {
 		char y[512], want[128];

@@ -4,8 +4,8 @@
 
 #include "config/config.h"
 #include "http/http.h"
-#include "identity/keys.h"
-#include "store/store.h"
+#include "identity/identity_cmd.h"
+#include "identity/pki.h"
 
 static int usage(FILE *out)
 {
@@ -14,7 +14,9 @@ static int usage(FILE *out)
 		"\n"
 		"  serve [-c FILE]     run the gateway (embedded default config without -c)\n"
 		"  check -c FILE       validate a config and print model -> provider -> endpoints\n"
-		"  key create|list|revoke -c FILE ...   virtual API keys in the config's store\n"
+		"  pki init|issue|list|token|revoke ...  the built-in CA and identities\n"
+		"  key create|list|revoke -c FILE ...    virtual API keys in the config's store\n"
+		"  enroll TOKEN --gateway URL --out DIR  get a certificate with a one-time token\n"
 		"  version             print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -35,43 +37,6 @@ static int opt_config(int argc, char **argv, const char **path)
 		}
 	}
 	return 0;
-}
-
-/* The value of "-c FILE" / "--config FILE" anywhere in argv, or NULL. */
-static const char *find_config(int argc, char **argv)
-{
-	for (int i = 2; i + 1 < argc; i++)
-		if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))
-			return argv[i + 1];
-	return NULL;
-}
-
-/* Commands that work on the store: load the config to find it. */
-static int cmd_with_store(int argc, char **argv,
-			  int (*fn)(int argc, char **argv, struct store *st))
-{
-	const char *path = find_config(argc, argv);
-	if (!path) {
-		fprintf(stderr, "umbra %s: -c CONFIG is required (it names the store)\n", argv[1]);
-		return 2;
-	}
-	struct config_err cerr;
-	struct config *cfg = config_load_file(path, &cerr);
-	if (!cfg) {
-		fprintf(stderr, "%s\n", cerr.msg);
-		return 1;
-	}
-	struct store *st = NULL;
-	struct store_err serr;
-	if (store_open(cfg->store_url, cfg->dir, &st, &serr)) {
-		fprintf(stderr, "umbra: store %s: %s\n", cfg->store_url, serr.msg);
-		config_free(cfg);
-		return 1;
-	}
-	int rc = fn(argc - 2, argv + 2, st);
-	store_close(st);
-	config_free(cfg);
-	return rc;
 }
 
 static int cmd_check(const char *path)
@@ -111,8 +76,10 @@ int main(int argc, char **argv)
 			return 2;
 		return cmd_check(path);
 	}
-	if (!strcmp(cmd, "key"))
-		return cmd_with_store(argc, argv, keys_cmd_main);
+	if (!strcmp(cmd, "key") || !strcmp(cmd, "pki"))
+		return identity_cmd_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "enroll"))
+		return enroll_cmd_main(argc - 1, argv + 1);
 	fprintf(stderr, "umbra: unknown command '%s'\n", cmd);
 	return usage(stderr);
 }

@@ -542,7 +542,8 @@ static bool x_process(struct h1_xfer *x)
 
 static void x_on_event(struct h1_xfer *x, evutil_socket_t fd, short what)
 {
-	if (x->st == H1_CONNECTING && (what & EV_WRITE)) {
+	/* a refused connect may be reported as readable only */
+	if (x->st == H1_CONNECTING) {
 		int err = 0;
 		socklen_t el = sizeof err;
 		getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);

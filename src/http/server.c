@@ -191,6 +191,7 @@ static struct runtime *runtime_build(struct config *cfg, const struct runtime *p
 /* ---- connections ---- */
 
 static void conn_process(struct conn *c);
+static void conn_hand_over_input(struct conn *c, size_t consumed);
 static void conn_flush(struct conn *c);
 static void conn_close(struct conn *c);
 static void req_finalize(struct conn *c);
@@ -647,6 +648,11 @@ static void conn_fail(struct conn *c, int status, const char *type,
 		memcpy(r->peer, c->peer, sizeof r->peer);
 		api_request_id(r);
 		c->req = r;
+	} else if (c->head_base) {
+		/* refused after its head was parsed: its views must survive
+		 * whatever the client still sends (QA found a use-after-free
+		 * in the request log line here) */
+		conn_hand_over_input(c, c->in.n);
 	}
 	c->closing = true;
 	c->state = CS_BUSY;
@@ -695,12 +701,15 @@ static struct req *req_new(struct conn *c)
 
 /* The head and body are complete: hand the bytes to the request and
  * dispatch it. Pipelined bytes after the body stay with the connection. */
-static void conn_dispatch(struct conn *c, size_t consumed)
+/* Give the request the input buffer its head (and body) views point into,
+ * so that later reads on the connection can never move those bytes; the
+ * first `consumed` bytes are the request's, the rest stay with the
+ * connection. Used on dispatch and when a request is refused mid-body. */
+static void conn_hand_over_input(struct conn *c, size_t consumed)
 {
 	struct req *r = c->req;
 	head_rebase(&r->head, c->head_base, c->in.p);
-	if (!c->chunked_body && r->head.content_length)
-		r->body = str_make(c->in.p + c->head_len, r->head.content_length);
+	c->head_base = NULL;
 	struct buf owned = c->in;
 	size_t extra = owned.n - consumed;
 	buf_init(&c->in, 0);
@@ -718,6 +727,16 @@ static void conn_dispatch(struct conn *c, size_t consumed)
 		arena_cleanup_add(r->arena, (arena_cleanup_cb)buf_clear, cb);
 		r->body = buf_str(cb);
 	}
+}
+
+/* The head and body are complete: hand the bytes to the request and
+ * dispatch it. Pipelined bytes after the body stay with the connection. */
+static void conn_dispatch(struct conn *c, size_t consumed)
+{
+	struct req *r = c->req;
+	if (!c->chunked_body && r->head.content_length)
+		r->body = str_make(c->in.p + c->head_len, r->head.content_length);
+	conn_hand_over_input(c, consumed);
 	c->state = CS_BUSY;
 	conn_clear_deadline(c);
 	c->requests++;
@@ -979,6 +998,7 @@ static void req_finalize(struct conn *c)
 	arena_free(r->arena);
 	c->t_first_ns = 0;
 	c->head_len = 0;
+	c->head_base = NULL;
 	c->chunked_body = false;
 }
 

@@ -237,13 +237,15 @@ static int fwd_on_event(void *arg, const struct sse_event *ev)
 	return 0;
 }
 
-static void fwd_stream_error(struct fwd *f, const char *msg)
+static void fwd_stream_error(struct fwd *f, const char *code, const char *msg)
 {
 	struct buf b;
 	buf_init(&b, 0);
 	buf_append_cstr(&b, "data: {\"error\":{\"message\":");
 	json_write_cstr(&b, msg);
-	buf_append_cstr(&b, ",\"type\":\"api_error\",\"code\":\"upstream_error\"}}\n\n");
+	buf_append_cstr(&b, ",\"type\":\"api_error\",\"code\":");
+	json_write_cstr(&b, code);
+	buf_append_cstr(&b, "}}\n\n");
 	http_stream_write(f->r, b.p, b.n);
 	buf_clear(&b);
 	f->client_done = true;
@@ -277,8 +279,9 @@ static size_t fwd_on_data(char *p, size_t size, size_t n, void *arg)
 	}
 	if (rc < 0) {
 		if (f->client_started) {
-			fwd_stream_error(f, rc == UMB_ETOOBIG ? "upstream sent an oversized stream event"
-							      : "upstream sent a malformed stream event");
+			fwd_stream_error(f, "upstream_error",
+					 rc == UMB_ETOOBIG ? "upstream sent an oversized stream event"
+							   : "upstream sent a malformed stream event");
 		}
 		f->fail_kind = "garbage";
 		return CURL_WRITEFUNC_ERROR;
@@ -342,8 +345,10 @@ static void fwd_finish_stream(struct fwd *f, CURLcode code)
 		metrics_upstream_error(f->r->w->metrics, f->pool->prov->name, fwd_ep(f)->name, kind);
 		f->r->error_kind = kind;
 		fwd_attempt_end(f);
-		fwd_stream_error(f, !strcmp(kind, "timeout") ? "upstream stalled mid-stream"
-							    : "upstream connection lost mid-stream");
+		bool timeout = !strcmp(kind, "timeout");
+		fwd_stream_error(f, timeout ? "upstream_timeout" : "upstream_error",
+				 timeout ? "upstream stalled mid-stream"
+					 : "upstream connection lost mid-stream");
 		return;
 	}
 	fwd_attempt_end(f);

@@ -1654,6 +1654,8 @@ static const struct cfg_key provider_keys[] = {
 	    .doc = "upstream timeouts"),
 	KEY("ejection", CK_SECTION, struct cfg_provider, ejection, .sub = &ejection_section,
 	    .doc = "passive ejection of failing endpoints"),
+	KEY("keepalive", CK_INT, struct cfg_provider, keepalive, .def = "256", .min = 0, .max = 100000,
+	    .doc = "idle upstream connections kept per endpoint and worker"),
 	KEY("max_attempts", CK_INT, struct cfg_provider, max_attempts, .def = "3", .min = 1, .max = 100,
 	    .doc = "endpoints tried per request before fallbacks"),
 	KEY("ca_file", CK_PATH, struct cfg_provider, ca_file,

@@ -80,6 +80,8 @@ struct cfg_provider {
 	struct cfg_timeouts timeouts;
 	struct cfg_ejection ejection;
 	int max_attempts; /* endpoints tried per request before fallbacks, default 3 */
+	int keepalive;    /* idle upstream connections kept per endpoint and
+	                   * worker (nginx's `keepalive`), default 256 */
 	char *ca_file;    /* PEM trust anchors for https endpoints (absolute path;
 	                   * NULL = the system store) */
 	/* type-specific settings, kept as written (used by later providers) */

@@ -104,7 +104,7 @@ void upstream__multi_init(struct umulti *m, struct event_base *base)
 	 * keepalive): enough for a worker's share of a busy client load,
 	 * few enough that a burst does not leave hundreds of idle
 	 * connections on a model server. */
-	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 32L);
+	curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 256L);
 	curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
 }
 

@@ -538,6 +538,7 @@ static void fwd_start_attempt(struct fwd *f)
 			.n_headers = pr.n_headers,
 			.body = pr.body,
 			.connect_timeout_ms = prov->timeouts.connect_ms,
+			.keepalive = prov->keepalive,
 			.on_header = fwd_on_header,
 			.on_data = fwd_on_data,
 			.on_done = fwd_on_h1_done,

@@ -32,7 +32,6 @@
 
 #define H1_READ_CHUNK 16384
 #define H1_MAX_HEAD 65536
-#define H1_MAX_IDLE 32
 
 struct h1_conn {
 	struct h1_pool *pool;
@@ -54,7 +53,7 @@ struct h1_pool {
 	char *hostport;         /* Host header */
 	char *prefix;           /* path prefix from the URL */
 	struct h1_conn *idle;
-	int n_idle;
+	int n_idle, max_idle; /* max_idle: the provider's keepalive (last seen) */
 	struct event_base *base;
 };
 
@@ -110,7 +109,7 @@ static void idle_on_read(struct h1_conn *c)
 static void pool_put(struct h1_pool *p, struct h1_conn *c)
 {
 	c->x = NULL;
-	if (p->n_idle >= H1_MAX_IDLE) {
+	if (p->n_idle >= p->max_idle) {
 		conn_free(c);
 		return;
 	}
@@ -605,6 +604,7 @@ struct h1_xfer *upstream__h1_start(struct h1_pool *p, const struct h1_req *rq)
 	struct h1_xfer *x = umb_calloc(1, sizeof *x);
 	x->pool = p;
 	x->rq = *rq;
+	p->max_idle = rq->keepalive; /* follows config reloads */
 	buf_init(&x->in, 0);
 	buf_init(&x->decoded, 0);
 	x->ev_connect_timer = evtimer_new(p->base, x_connect_timeout, x);

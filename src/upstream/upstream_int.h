@@ -82,6 +82,7 @@ struct h1_req {
 	size_t n_headers;
 	struct str body;               /* borrowed until done */
 	int connect_timeout_ms;
+	int keepalive;                 /* idle connections the pool may keep */
 	size_t (*on_header)(char *p, size_t size, size_t n, void *ctx);
 	size_t (*on_data)(char *p, size_t size, size_t n, void *ctx);
 	void (*on_done)(void *ctx, CURLcode code); /* the exchange is gone */

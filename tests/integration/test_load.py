@@ -98,7 +98,10 @@ def _per_request(req):
 def test_1000_concurrent_streams(make_gateway, fake):
     fake.handler = _per_request
     port = free_port()
-    gw = make_gateway(base_config(port, [provider("p", fake)], [{"name": "m", "provider": "p"}], workers=2))
+    # keepalive: 32 idle upstream connections per worker, so after the burst
+    # at most 2 x 32 stay open on the model server
+    gw = make_gateway(base_config(port, [provider("p", fake, keepalive=32)],
+                                  [{"name": "m", "provider": "p"}], workers=2))
     t0 = time.monotonic()
     results = _run_many(port, N_STREAMS, True)
     took = time.monotonic() - t0

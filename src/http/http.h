@@ -117,8 +117,6 @@ size_t http_out_pending(const struct req *r);
 
 /** True while the gateway drains for shutdown (health reports 503). */
 bool http_is_draining(const struct req *r);
-/** The client address and port as text. */
-const char *http_req_peer(const struct req *r);
 
 /* ---- the server ---- */
 

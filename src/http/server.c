@@ -531,11 +531,6 @@ bool http_is_draining(const struct req *r)
 	return r->conn->wp->draining;
 }
 
-const char *http_req_peer(const struct req *r)
-{
-	return r->peer;
-}
-
 /* Try to write everything queued. On a fatal socket error the connection
  * is closed (which aborts a request in progress). */
 static void conn_flush(struct conn *c)
@@ -1156,7 +1151,6 @@ static void worker_on_notify(evutil_socket_t fd, short what, void *arg)
 	if (bits & NOTIFY_RELOAD) {
 		struct runtime *old = wp->rt;
 		wp->rt = runtime_acquire();
-		upstream_worker_runtime(&wp->w, wp->rt);
 		runtime_release(old);
 	}
 	if (bits & NOTIFY_DRAIN)

@@ -79,13 +79,6 @@ void upstream_worker_init(struct worker *w, struct runtime *rt)
 	w->upstream = uw;
 }
 
-void upstream_worker_runtime(struct worker *w, struct runtime *rt)
-{
-	/* pools live in the runtime each request holds: nothing to swap */
-	UMB_UNUSED(w);
-	UMB_UNUSED(rt);
-}
-
 void upstream_worker_shutdown(struct worker *w)
 {
 	struct uworker *uw = w->upstream;

@@ -4,7 +4,6 @@
  * passive ejection with exponential backoff. */
 #include <stdlib.h>
 
-#include "http/http.h"
 #include "upstream/upstream_int.h"
 
 struct upstream_set *upstream_set_new(const struct config *cfg,
@@ -148,14 +147,4 @@ void upstream__health_result(struct pool *p, size_t i, bool ok)
 				 p->prov->name, p->prov->endpoints[i].name, s->hc_fail);
 		}
 	}
-}
-
-bool upstream_model_available(struct runtime *rt, const struct cfg_model *m)
-{
-	struct pool *p = upstream__pool(rt->ups, m->provider);
-	uint64_t now = clock_wall_ms();
-	for (size_t i = 0; i < p->n; i++)
-		if (upstream__usable(p, i, now))
-			return true;
-	return false;
 }

@@ -32,7 +32,6 @@ struct upstream_set *upstream_set_new(const struct config *cfg,
 void upstream_set_free(struct upstream_set *set);
 /** Per-worker curl multi handle on the worker's loop. */
 void upstream_worker_init(struct worker *w, struct runtime *rt);
-void upstream_worker_runtime(struct worker *w, struct runtime *rt);
 void upstream_worker_shutdown(struct worker *w);
 
 /* ---- active health checks (main thread) ---- */
@@ -44,8 +43,6 @@ void upstream_health_stop(void);
 
 /** Append endpoint health gauges to a /metrics exposition. */
 int upstream_metrics(struct buf *out, void *rt /* struct runtime * */);
-/** True when at least one endpoint of the model's provider is usable. */
-bool upstream_model_available(struct runtime *rt, const struct cfg_model *m);
 
 /* ---- forwarding ---- */
 

@@ -340,26 +340,6 @@ static void test_health_result(void **state)
 	assert_true(upstream__usable(f->p, A, T0 + 1000));
 }
 
-static void test_model_available(void **state)
-{
-	struct fixture *f = *state;
-	struct runtime rt = { .cfg = f->cfg, .ups = f->set };
-	const struct cfg_model *m = config_find_model(f->cfg, STR("m"));
-	assert_non_null(m);
-	assert_true(upstream_model_available(&rt, m));
-	for (int e = A; e <= Z; e++) {
-		upstream__health_result(f->p, (size_t)e, false);
-		upstream__health_result(f->p, (size_t)e, false);
-	}
-	assert_false(upstream_model_available(&rt, m));
-	upstream__health_result(f->p, Z, true);
-	upstream__health_result(f->p, Z, true);
-	upstream__health_result(f->p, Z, true);
-	assert_true(upstream_model_available(&rt, m)); /* a backup counts */
-}
-
-/* ---- reload carry-over ---- */
-
 static void test_carry_over(void **state)
 {
 	struct fixture *f = *state;
@@ -474,7 +454,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ejection_backoff_and_probation, setup_311, teardown),
 		cmocka_unit_test_setup_teardown(test_ejection_many, setup_311, teardown),
 		cmocka_unit_test_setup_teardown(test_health_result, setup_311, teardown),
-		cmocka_unit_test_setup_teardown(test_model_available, setup_311, teardown),
 		cmocka_unit_test_setup_teardown(test_carry_over, setup_311, teardown),
 		cmocka_unit_test(test_more_than_64_endpoints),
 	};

@@ -17,7 +17,7 @@ pkgs=(
 	python3 python3-pytest openssl curl ca-certificates iproute2
 )
 if [ "${1:-}" = bench ]; then
-	pkgs+=(wrk nginx-light libjansson-dev libcjson-dev libyajl-dev libuv1-dev)
+	pkgs+=(wrk nginx-light libjansson-dev libcjson-dev libyajl-dev libuv1-dev linux-perf)
 fi
 
 missing=()

@@ -22,27 +22,24 @@ static int edit_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Apply sorted edits in one pass into a new arena buffer. */
-static struct str body_apply(struct arena *a, struct str body, struct body_edit *ed, size_t n)
+/* Cut the body at the (sorted, non-overlapping) edits: the pieces in
+ * order are client bytes, replacement, client bytes, ... Nothing is
+ * copied. */
+static void body_split(struct str body, struct body_edit *ed, size_t n,
+		       struct provider_request *out)
 {
-	if (!n)
-		return body;
 	qsort(ed, n, sizeof *ed, edit_cmp);
-	size_t total = body.n;
-	for (size_t i = 0; i < n; i++)
-		total = total - ed[i].len + ed[i].repl.n;
-	char *out = arena_alloc(a, total + 1), *w = out;
-	size_t pos = 0;
+	size_t pos = 0, k = 0;
 	for (size_t i = 0; i < n; i++) {
-		memcpy(w, body.p + pos, ed[i].off - pos);
-		w += ed[i].off - pos;
-		memcpy(w, ed[i].repl.p, ed[i].repl.n);
-		w += ed[i].repl.n;
+		if (ed[i].off > pos)
+			out->parts[k++] = str_make(body.p + pos, ed[i].off - pos);
+		if (ed[i].repl.n)
+			out->parts[k++] = ed[i].repl;
 		pos = ed[i].off + ed[i].len;
 	}
-	memcpy(w, body.p + pos, body.n - pos);
-	w += body.n - pos;
-	return str_make(out, (size_t)(w - out));
+	if (body.n > pos || k == 0)
+		out->parts[k++] = str_make(body.p + pos, body.n - pos);
+	out->n_parts = k;
 }
 
 static const struct json_member *member(const struct upstream_call *c, const char *key)
@@ -116,7 +113,8 @@ static int openai_build(struct arena *a, const struct upstream_call *call,
 		}
 	}
 #undef OFF
-	out->body = body_apply(a, call->body, ed, n_ed);
+	/* at most 3 edits: 7 pieces, within PROVIDER_MAX_PARTS */
+	body_split(call->body, ed, n_ed, out);
 
 	const char *path = call->op == UPSTREAM_EMBEDDINGS ? "/v1/embeddings" : "/v1/chat/completions";
 	out->url = arena_join(a, ep->origin, path, NULL);
@@ -210,12 +208,7 @@ static const struct provider_ops openai_ops = {
 	.health_path = "/v1/models",
 };
 
-const struct provider_ops *provider_ops_get(enum provider_type type)
+const struct provider_ops *provider_openai_ops(void)
 {
-	switch (type) {
-	case PROVIDER_OPENAI:
-		return &openai_ops;
-	default:
-		return NULL;
-	}
+	return &openai_ops;
 }

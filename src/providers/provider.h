@@ -11,10 +11,17 @@
 #include "http/sse.h"
 #include "upstream/upstream.h"
 
+#define PROVIDER_MAX_PARTS 8
+
 /** What one attempt sends. Strings live in `arena`. */
 struct provider_request {
 	const char *url;           /* full URL */
-	struct str body;           /* bytes to POST (may be the client's own) */
+	/* The body as pieces: slices of the client's own bytes with the
+	 * edits between them, so a 200 KB body with one edit is sent with
+	 * writev and never copied. */
+	struct str parts[PROVIDER_MAX_PARTS];
+	size_t n_parts;
+	struct str body;           /* one piece; set by provider_body_join */
 	const char *headers[32];   /* "Name: value" lines */
 	size_t n_headers;
 };
@@ -50,6 +57,13 @@ struct provider_ops {
 	/** Health-check path when the config gives none. */
 	const char *health_path;
 };
+
+/** The body in one piece (for libcurl): joins the parts into the arena
+ * when there are several; the client's bytes themselves when unedited. */
+struct str provider_body_join(struct arena *a, struct provider_request *pr);
+
+/** Each wire format's table (providers/<name>.c). */
+const struct provider_ops *provider_openai_ops(void);
 
 /** The table for a provider type, or NULL if not built in. */
 const struct provider_ops *provider_ops_get(enum provider_type type);

@@ -529,7 +529,7 @@ static void fwd_start_attempt(struct fwd *f)
 			.path = str_cstr(pr.url + strlen(ep->origin)),
 			.headers = pr.headers,
 			.n_headers = pr.n_headers,
-			.body = pr.body,
+			.n_parts = pr.n_parts,
 			.connect_timeout_ms = prov->timeouts.connect_ms,
 			.keepalive = prov->keepalive,
 			.on_header = fwd_on_header,
@@ -537,6 +537,7 @@ static void fwd_start_attempt(struct fwd *f)
 			.on_done = fwd_on_h1_done,
 			.ctx = f,
 		};
+		memcpy(rq.parts, pr.parts, pr.n_parts * sizeof pr.parts[0]);
 		struct h1_pool *hp = upstream__h1_pool(&f->uw->h1_pools, r->w->base, ep);
 		f->attempt_start_ns = clock_mono_ns();
 		fwd_timer_set(f, prov->timeouts.first_byte_ms);
@@ -551,8 +552,9 @@ static void fwd_start_attempt(struct fwd *f)
 	upstream__easy_common(e, prov, ep);
 	curl_easy_setopt(e, CURLOPT_URL, pr.url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, f->hdrs);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)pr.body.n);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, pr.body.p);
+	struct str body = provider_body_join(r->arena, &pr); /* curl wants one piece */
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.n);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.p);
 	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, fwd_on_header);
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, f);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, fwd_on_data);

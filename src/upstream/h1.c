@@ -69,7 +69,7 @@ struct h1_xfer {
 	struct event *ev_connect_timer;
 	/* request */
 	char *head;
-	size_t head_len, sent;
+	size_t head_len, body_len, sent;
 	/* response */
 	struct buf in;            /* unparsed response bytes */
 	enum { BODY_LENGTH, BODY_CHUNKED, BODY_CLOSE, BODY_NONE } framing;
@@ -372,14 +372,23 @@ static void x_connect_timeout(evutil_socket_t fd, short what, void *arg)
  * find again, so that no callback runs inside the caller. */
 static void x_send(struct h1_xfer *x, bool in_caller)
 {
-	while (x->sent < x->head_len + x->rq.body.n) {
-		struct iovec iov[2];
+	while (x->sent < x->head_len + x->body_len) {
+		/* the head, then the body's pieces, from where we stopped */
+		struct iovec iov[1 + UMB_ARRAY_LEN(x->rq.parts)];
 		int n = 0;
-		if (x->sent < x->head_len)
-			iov[n++] = (struct iovec){ x->head + x->sent, x->head_len - x->sent };
-		size_t boff = x->sent > x->head_len ? x->sent - x->head_len : 0;
-		if (x->rq.body.n > boff)
-			iov[n++] = (struct iovec){ (void *)(x->rq.body.p + boff), x->rq.body.n - boff };
+		size_t skip = x->sent;
+		if (skip < x->head_len)
+			iov[n++] = (struct iovec){ x->head + skip, x->head_len - skip };
+		skip = skip > x->head_len ? skip - x->head_len : 0;
+		for (size_t i = 0; i < x->rq.n_parts; i++) {
+			struct str part = x->rq.parts[i];
+			if (skip >= part.n) {
+				skip -= part.n;
+				continue;
+			}
+			iov[n++] = (struct iovec){ (void *)(part.p + skip), part.n - skip };
+			skip = 0;
+		}
 		ssize_t w = writev(x->c->fd, iov, n);
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EINTR || in_caller) {
@@ -618,7 +627,9 @@ struct h1_xfer *upstream__h1_start(struct h1_pool *p, const struct h1_req *rq)
 	buf_append_lit(&h, " HTTP/1.1\r\nHost: ");
 	buf_append_cstr(&h, p->hostport);
 	buf_append_lit(&h, "\r\nContent-Length: ");
-	buf_append(&h, num, fmt_u64(num, rq->body.n));
+	for (size_t i = 0; i < rq->n_parts; i++)
+		x->body_len += rq->parts[i].n;
+	buf_append(&h, num, fmt_u64(num, x->body_len));
 	buf_append_lit(&h, "\r\n");
 	for (size_t i = 0; i < rq->n_headers; i++) {
 		const char *hd = rq->headers[i];

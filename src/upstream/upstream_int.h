@@ -80,7 +80,8 @@ struct h1_req {
 	struct str path;               /* after the endpoint's prefix */
 	const char *const *headers;    /* "Name: value"; "Name:" is skipped */
 	size_t n_headers;
-	struct str body;               /* borrowed until done */
+	struct str parts[PROVIDER_MAX_PARTS]; /* the body in pieces, borrowed */
+	size_t n_parts;
 	int connect_timeout_ms;
 	int keepalive;                 /* idle connections the pool may keep */
 	size_t (*on_header)(char *p, size_t size, size_t n, void *ctx);

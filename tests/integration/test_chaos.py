@@ -102,7 +102,9 @@ def test_cancellation_storm(make_gateway, fake):
     random.seed(7)
     fake.default = Behavior(content=" ".join("t%d" % k for k in range(30)), chunk_interval=0.02)
     port = free_port()
-    gw = make_gateway(base_config(port, [provider("p", fake)], [{"name": "m", "provider": "p"}], workers=2))
+    # keepalive 32 per worker: afterwards at most 2 x 32 idle upstream connections
+    gw = make_gateway(base_config(port, [provider("p", fake, keepalive=32)],
+                                  [{"name": "m", "provider": "p"}], workers=2))
     modes = []
     for i in range(400):
         r = i % 5

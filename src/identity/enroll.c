@@ -12,6 +12,7 @@
  *
  * The private key is made here, written 0600, and never sent anywhere. */
 #include "identity/pki.h"
+#include "identity/pki_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,18 +32,6 @@
 #define ENROLL_RESP_MAX (64 * 1024)
 #define ENROLL_TIMEOUT_S 30L
 
-__attribute__((format(printf, 2, 3))) static void enr__err(char *err,
-							    const char *fmt,
-							    ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, PKI_ERR_LEN, fmt, ap);
-	va_end(ap);
-}
-
 int enroll_csr_make(EVP_PKEY *key, const char *name, struct buf *out_pem,
 		    char *err)
 {
@@ -54,7 +43,7 @@ int enroll_csr_make(EVP_PKEY *key, const char *name, struct buf *out_pem,
 	char uri[64 + PKI_NAME_MAX];
 
 	if (!name || !pki_name_valid(str_cstr(name))) {
-		enr__err(err, "invalid identity name");
+		pki__err(err, "invalid identity name");
 		goto out;
 	}
 	snprintf(uri, sizeof(uri), "URI:umbra://identity/%s", name);
@@ -81,7 +70,7 @@ int enroll_csr_make(EVP_PKEY *key, const char *name, struct buf *out_pem,
 	rc = UMB_OK;
 	goto out;
 fail:
-	enr__err(err, "building CSR failed");
+	pki__err(err, "building CSR failed");
 out:
 	X509_EXTENSION_free(ext);
 	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
@@ -120,21 +109,21 @@ int enroll_response_check(struct str body,
 	struct pki_identity id;
 
 	if (json_parse(body.p, body.n, &root, NULL) || root.type != JSON_OBJECT) {
-		enr__err(err, "enroll response is not a JSON object");
+		pki__err(err, "enroll response is not a JSON object");
 		goto out;
 	}
 	if (member_str(root, "certificate", cert_pem) ||
 	    member_str(root, "ca", ca_pem)) {
-		enr__err(err, "enroll response lacks \"certificate\" or \"ca\"");
+		pki__err(err, "enroll response lacks \"certificate\" or \"ca\"");
 		goto out;
 	}
 	if (!(ca = pem_to_x509(buf_str(ca_pem))) || pki_cert_fp(ca, fp) ||
 	    strcmp(fp, claims->ca_fp) != 0) {
-		enr__err(err, "the CA in the response does not match the token's fingerprint");
+		pki__err(err, "the CA in the response does not match the token's fingerprint");
 		goto out;
 	}
 	if (!(cert = pem_to_x509(buf_str(cert_pem)))) {
-		enr__err(err, "the response certificate is not PEM");
+		pki__err(err, "the response certificate is not PEM");
 		goto out;
 	}
 	if (!(st = pki_store_new(ca)) ||
@@ -142,13 +131,13 @@ int enroll_response_check(struct str body,
 			    &id, err))
 		goto out;
 	if (strcmp(id.name, claims->sub) != 0 || id.kind != claims->kind) {
-		enr__err(err, "the certificate is for '%s' (%s), not '%s' (%s)",
+		pki__err(err, "the certificate is for '%s' (%s), not '%s' (%s)",
 			 id.name, pki_kind_name(id.kind), claims->sub,
 			 pki_kind_name(claims->kind));
 		goto out;
 	}
 	if (EVP_PKEY_eq(X509_get0_pubkey(cert), key) != 1) {
-		enr__err(err, "the certificate does not carry this device's key");
+		pki__err(err, "the certificate does not carry this device's key");
 		goto out;
 	}
 	rc = UMB_OK;
@@ -187,7 +176,7 @@ static int pin_verify_cb(X509_STORE_CTX *ctx, void *arg)
 			anchor = c;
 	}
 	if (!anchor) {
-		enr__err(pin->err, "the gateway did not present the umbra CA named by the token (serve tls.cert as leaf + CA)");
+		pki__err(pin->err, "the gateway did not present the umbra CA named by the token (serve tls.cert as leaf + CA)");
 		X509_STORE_CTX_set_error(ctx, X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
 		goto out;
 	}
@@ -198,7 +187,7 @@ static int pin_verify_cb(X509_STORE_CTX *ctx, void *arg)
 		goto out;
 	}
 	if (id.kind != PKI_KIND_GATEWAY) {
-		enr__err(pin->err, "the server certificate is not an umbra gateway (kind %s)",
+		pki__err(pin->err, "the server certificate is not an umbra gateway (kind %s)",
 			 pki_kind_name(id.kind));
 		X509_STORE_CTX_set_error(ctx, X509_V_ERR_CERT_UNTRUSTED);
 		goto out;
@@ -233,7 +222,7 @@ static int http_post(const char *url, const char *ca_fp, struct str body,
 	char ebuf[CURL_ERROR_SIZE] = "";
 
 	if (!c || !hdr) {
-		enr__err(err, "curl init failed");
+		pki__err(err, "curl init failed");
 		goto out;
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
@@ -253,7 +242,7 @@ static int http_post(const char *url, const char *ca_fp, struct str body,
 	curl_easy_setopt(c, CURLOPT_SSL_CTX_DATA, &pin);
 	CURLcode cc = curl_easy_perform(c);
 	if (cc != CURLE_OK) {
-		enr__err(err, "POST %s: %s%s%s", url, pin.err[0] ? pin.err : "",
+		pki__err(err, "POST %s: %s%s%s", url, pin.err[0] ? pin.err : "",
 			 pin.err[0] ? ": " : "", ebuf[0] ? ebuf : curl_easy_strerror(cc));
 		goto out;
 	}
@@ -270,12 +259,12 @@ static int write_file_excl(const char *path, mode_t mode, struct str data,
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
 	if (fd < 0) {
-		enr__err(err, "%s: %s", path, strerror(errno));
+		pki__err(err, "%s: %s", path, strerror(errno));
 		return UMB_ERR;
 	}
 	ssize_t w = fchmod(fd, mode) == 0 ? write(fd, data.p, data.n) : -1;
 	if (close(fd) != 0 || w != (ssize_t)data.n) {
-		enr__err(err, "%s: write failed", path);
+		pki__err(err, "%s: write failed", path);
 		unlink(path);
 		return UMB_ERR;
 	}
@@ -321,18 +310,18 @@ int enroll_run(const char *token, const char *url, const char *out_dir,
 	if (!url || !*url)
 		url = c.gw;
 	if (strncmp(url, "https://", 8) != 0) {
-		enr__err(err, "gateway URL must be https:// (got '%s')", url);
+		pki__err(err, "gateway URL must be https:// (got '%s')", url);
 		goto out;
 	}
 	size_t ul = strlen(url);
 	while (ul > 8 && url[ul - 1] == '/')
 		ul--;
 	if (buf_printf(&full_url, "%.*s/enroll", (int)ul, url)) {
-		enr__err(err, "gateway URL too long");
+		pki__err(err, "gateway URL too long");
 		goto out;
 	}
 	if (mkdir(out_dir, 0700) != 0 && errno != EEXIST) {
-		enr__err(err, "%s: %s", out_dir, strerror(errno));
+		pki__err(err, "%s: %s", out_dir, strerror(errno));
 		goto out;
 	}
 	key_path = umb_malloc(strlen(out_dir) + PKI_NAME_MAX + 8);
@@ -343,19 +332,19 @@ int enroll_run(const char *token, const char *url, const char *out_dir,
 	sprintf(ca_path, "%s/ca.crt", out_dir);
 	/* Check before spending the one-time token on files we cannot write. */
 	if (stat(key_path, &st) == 0 || stat(crt_path, &st) == 0) {
-		enr__err(err, "%s already holds an identity '%s' (refusing to overwrite)",
+		pki__err(err, "%s already holds an identity '%s' (refusing to overwrite)",
 			 out_dir, c.sub);
 		goto out;
 	}
 	if (!(key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) ||
 	    enroll_csr_make(key, c.sub, &csr, err)) {
-		enr__err(err, "key or CSR generation failed");
+		pki__err(err, "key or CSR generation failed");
 		goto out;
 	}
 	if (buf_append_lit(&body, "{\"token\":") || json_write_cstr(&body, token) ||
 	    buf_append_lit(&body, ",\"csr\":") || json_write_str(&body, buf_str(&csr)) ||
 	    buf_append_lit(&body, "}")) {
-		enr__err(err, "request too large");
+		pki__err(err, "request too large");
 		goto out;
 	}
 	if (http_post(full_url.p, c.ca_fp, buf_str(&body), &resp, &status, err))
@@ -363,7 +352,7 @@ int enroll_run(const char *token, const char *url, const char *out_dir,
 	if (status != 200) {
 		char why[200];
 		resp_error(buf_str(&resp), why, sizeof(why));
-		enr__err(err, "gateway refused enrollment: HTTP %ld%s%s", status,
+		pki__err(err, "gateway refused enrollment: HTTP %ld%s%s", status,
 			 why[0] ? ": " : "", why);
 		goto out;
 	}
@@ -378,7 +367,7 @@ int enroll_run(const char *token, const char *url, const char *out_dir,
 	BIO_free(kb);
 	if (!kok) {
 		if (err && !err[0])
-			enr__err(err, "writing %s failed", key_path);
+			pki__err(err, "writing %s failed", key_path);
 		goto out;
 	}
 	key_written = true;

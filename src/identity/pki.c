@@ -5,6 +5,7 @@
  * GENERAL_NAME objects rather than through the config-string parser so a
  * comma in a user-supplied host can never smuggle in an extra name. */
 #include "identity/pki.h"
+#include "identity/pki_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -25,9 +26,7 @@
 static const char *const kind_names[] = { "client", "connector", "gateway",
 					  "admin" };
 
-__attribute__((format(printf, 2, 3))) static void pki__err(char *err,
-							    const char *fmt,
-							    ...)
+void pki__err(char *err, const char *fmt, ...)
 {
 	if (!err)
 		return;

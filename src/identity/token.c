@@ -6,6 +6,7 @@
  * set of typed claims with no duplicates and no extras. Anything else is
  * refused before it can influence what gets issued. */
 #include "identity/pki.h"
+#include "identity/pki_int.h"
 
 #include <stdio.h>
 
@@ -18,18 +19,6 @@
 #define TOKEN_MAX_CLAIMS 16
 /* A token that claims to live longer than this is not one we made. */
 #define TOKEN_MAX_LIFETIME_S (30LL * 86400)
-
-__attribute__((format(printf, 2, 3))) static void tok__err(char *err,
-							    const char *fmt,
-							    ...)
-{
-	if (!err)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, PKI_ERR_LEN, fmt, ap);
-	va_end(ap);
-}
 
 static const char b64url[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -186,15 +175,15 @@ int pki_token_make(const struct pki_ca *ca, const char *name,
 	if (!name || !pki_name_valid(str_cstr(name)) ||
 	    (team && !pki_name_valid(str_cstr(team))) ||
 	    (unsigned)kind > PKI_KIND_ADMIN) {
-		tok__err(err, "invalid identity, team or kind");
+		pki__err(err, "invalid identity, team or kind");
 		goto out;
 	}
 	if (gw && !url_valid(gw)) {
-		tok__err(err, "gateway URL hint is too long or has spaces");
+		pki__err(err, "gateway URL hint is too long or has spaces");
 		goto out;
 	}
 	if (lifetime_s <= 0 || lifetime_s > TOKEN_MAX_LIFETIME_S) {
-		tok__err(err, "token lifetime must be within 30 days");
+		pki__err(err, "token lifetime must be within 30 days");
 		goto out;
 	}
 	snprintf(c.sub, sizeof(c.sub), "%s", name);
@@ -234,7 +223,7 @@ int pki_token_make(const struct pki_ca *ca, const char *name,
 	    EVP_DigestSign(md, der, &dlen, (const unsigned char *)signing.p,
 			   signing.n) != 1 ||
 	    sig_der_to_raw(der, dlen, raw)) {
-		tok__err(err, "signing token failed");
+		pki__err(err, "signing token failed");
 		ERR_clear_error();
 		goto out;
 	}
@@ -246,7 +235,7 @@ int pki_token_make(const struct pki_ca *ca, const char *name,
 	rc = UMB_OK;
 	goto out;
 toobig:
-	tok__err(err, "token too large");
+	pki__err(err, "token too large");
 out:
 	EVP_MD_CTX_free(md);
 	buf_clear(&payload);
@@ -295,30 +284,30 @@ static int header_check(struct buf *h, char *err)
 	size_t n;
 	bool alg = false;
 	if (obj_members(h, m, UMB_ARRAY_LEN(m), &n)) {
-		tok__err(err, "token header is not a JSON object");
+		pki__err(err, "token header is not a JSON object");
 		return UMB_ERR;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (json_key_eq(m[i].key_raw, "alg")) {
 			if (!json_str_eq(m[i].val, "ES256")) {
-				tok__err(err, "token algorithm must be ES256");
+				pki__err(err, "token algorithm must be ES256");
 				return UMB_ERR;
 			}
 			alg = true;
 		} else if (json_key_eq(m[i].key_raw, "typ")) {
 			if (!json_str_eq(m[i].val, "JWT")) {
-				tok__err(err, "token typ must be JWT");
+				pki__err(err, "token typ must be JWT");
 				return UMB_ERR;
 			}
 		} else {
 			/* crit, jku, x5u...: honouring none of them is only
 			 * safe if we refuse them all. */
-			tok__err(err, "token header has an unsupported member");
+			pki__err(err, "token header has an unsupported member");
 			return UMB_ERR;
 		}
 	}
 	if (!alg) {
-		tok__err(err, "token header has no alg");
+		pki__err(err, "token header has no alg");
 		return UMB_ERR;
 	}
 	return UMB_OK;
@@ -333,7 +322,7 @@ static int claims_parse(struct buf *p, struct pki_token_claims *c, char *err)
 
 	memset(c, 0, sizeof(*c));
 	if (obj_members(p, m, UMB_ARRAY_LEN(m), &n)) {
-		tok__err(err, "token claims are not a JSON object");
+		pki__err(err, "token claims are not a JSON object");
 		return UMB_ERR;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -369,21 +358,21 @@ static int claims_parse(struct buf *p, struct pki_token_claims *c, char *err)
 			bad = json_get_i64(v, &c->exp) || c->exp < 0;
 			seen |= 32;
 		} else {
-			tok__err(err, "token has an unknown claim");
+			pki__err(err, "token has an unknown claim");
 			return UMB_ERR;
 		}
 		if (bad) {
-			tok__err(err, "token claim '%.*s' is malformed",
+			pki__err(err, "token claim '%.*s' is malformed",
 				 (int)UMB_MIN(k.n, 16), k.p);
 			return UMB_ERR;
 		}
 	}
 	if (seen != 63) {
-		tok__err(err, "token lacks a required claim (sub, kind, ca_fp, jti, iat, exp)");
+		pki__err(err, "token lacks a required claim (sub, kind, ca_fp, jti, iat, exp)");
 		return UMB_ERR;
 	}
 	if (c->exp <= c->iat || c->exp - c->iat > TOKEN_MAX_LIFETIME_S) {
-		tok__err(err, "token validity window is invalid");
+		pki__err(err, "token validity window is invalid");
 		return UMB_ERR;
 	}
 	return UMB_OK;
@@ -409,7 +398,7 @@ static int token_check(const struct pki_ca *ca, struct str tok, time_t now,
 	if (out)
 		memset(out, 0, sizeof(*out));
 	if (!tok.p || tok.n == 0 || tok.n > PKI_TOKEN_MAX) {
-		tok__err(err, "token is empty or larger than %d bytes", PKI_TOKEN_MAX);
+		pki__err(err, "token is empty or larger than %d bytes", PKI_TOKEN_MAX);
 		goto out;
 	}
 	const char *d1 = memchr(tok.p, '.', tok.n);
@@ -417,7 +406,7 @@ static int token_check(const struct pki_ca *ca, struct str tok, time_t now,
 	if (!d1 || !d2 ||
 	    memchr(d2 + 1, '.', tok.n - (size_t)(d2 + 1 - tok.p)) ||
 	    d1 == tok.p || d2 == d1 + 1 || d2 + 1 == tok.p + tok.n) {
-		tok__err(err, "token must have exactly three non-empty segments");
+		pki__err(err, "token must have exactly three non-empty segments");
 		goto out;
 	}
 	struct str hs = str_make(tok.p, (size_t)(d1 - tok.p));
@@ -425,13 +414,13 @@ static int token_check(const struct pki_ca *ca, struct str tok, time_t now,
 	struct str ss = str_make(d2 + 1, (size_t)(tok.p + tok.n - d2 - 1));
 	if (b64url_decode(hs, &h) || b64url_decode(ps, &p) ||
 	    b64url_decode(ss, &s)) {
-		tok__err(err, "token is not base64url");
+		pki__err(err, "token is not base64url");
 		goto out;
 	}
 	if (header_check(&h, err))
 		goto out;
 	if (s.n != 64) {
-		tok__err(err, "token signature must be 64 bytes (ES256)");
+		pki__err(err, "token signature must be 64 bytes (ES256)");
 		goto out;
 	}
 	if (ca) {
@@ -443,23 +432,23 @@ static int token_check(const struct pki_ca *ca, struct str tok, time_t now,
 		    EVP_DigestVerify(md, der, (size_t)dlen,
 				     (const unsigned char *)tok.p,
 				     (size_t)(d2 - tok.p)) != 1) {
-			tok__err(err, "token signature is not valid for this CA");
+			pki__err(err, "token signature is not valid for this CA");
 			goto out;
 		}
 	}
 	if (claims_parse(&p, &c, err))
 		goto out;
 	if (ca && strcmp(c.ca_fp, ca->fp) != 0) {
-		tok__err(err, "token was made for another CA");
+		pki__err(err, "token was made for another CA");
 		goto out;
 	}
 	if (check_time) {
 		if (c.iat > (int64_t)now + PKI_SKEW_S) {
-			tok__err(err, "token is not valid yet (issued in the future)");
+			pki__err(err, "token is not valid yet (issued in the future)");
 			goto out;
 		}
 		if ((int64_t)now >= c.exp) {
-			tok__err(err, "token has expired");
+			pki__err(err, "token has expired");
 			goto out;
 		}
 	}
@@ -480,7 +469,7 @@ int pki_token_verify(const struct pki_ca *ca, struct str token, time_t now,
 		     struct pki_token_claims *out, char *err)
 {
 	if (!ca || !ca->key) {
-		tok__err(err, "no CA to verify the token with");
+		pki__err(err, "no CA to verify the token with");
 		return UMB_ERR;
 	}
 	return token_check(ca, token, now, true, out, err);

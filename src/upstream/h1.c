@@ -76,6 +76,7 @@ struct h1_xfer {
 	uint64_t remaining;
 	struct http_chunked chunked;
 	struct buf decoded;       /* chunked payload handed to on_data */
+	bool chunk_done;          /* the last chunk was decoded */
 };
 
 /* ---- pools ---- */
@@ -488,24 +489,21 @@ static bool x_process(struct h1_xfer *x)
 			return false;
 		}
 		if (x->framing == BODY_CHUNKED) {
-			if (x->decoded.n) { /* a delivery the owner paused earlier */
-				int d = x_deliver(x, x->decoded.p, x->decoded.n);
-				if (d) {
-					x->paused = d > 0;
-					if (d < 0)
-						x_done(x, CURLE_WRITE_ERROR);
-					return d > 0;
+			/* decode only when the previous delivery went through:
+			 * a paused one is retried first, and the end of the body
+			 * (chunk_done) survives the pause */
+			if (!x->decoded.n && !x->chunk_done) {
+				if (!x->in.n)
+					return true;
+				size_t used = 0;
+				int rc = http_chunked_decode(&x->chunked, x->in.p, x->in.n, &used,
+							     &x->decoded);
+				buf_consume(&x->in, used);
+				if (rc < 0) {
+					x_done(x, CURLE_WEIRD_SERVER_REPLY);
+					return false;
 				}
-				buf_reset(&x->decoded);
-			}
-			if (!x->in.n)
-				return true;
-			size_t used = 0;
-			int rc = http_chunked_decode(&x->chunked, x->in.p, x->in.n, &used, &x->decoded);
-			buf_consume(&x->in, used);
-			if (rc < 0) {
-				x_done(x, CURLE_WEIRD_SERVER_REPLY);
-				return false;
+				x->chunk_done = rc == 1;
 			}
 			int d = x_deliver(x, x->decoded.p, x->decoded.n);
 			if (d < 0) {
@@ -517,8 +515,8 @@ static bool x_process(struct h1_xfer *x)
 				return true;
 			}
 			buf_reset(&x->decoded);
-			if (rc == 1) {
-				x_done(x, CURLE_OK);
+			if (x->chunk_done) {
+				x_done(x, x->in.n ? CURLE_WEIRD_SERVER_REPLY : CURLE_OK);
 				return false;
 			}
 			return true;

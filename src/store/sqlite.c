@@ -451,27 +451,45 @@ out:
 	return rc;
 }
 
-static int sq_identity_get(struct store *st, const char *name,
-			   struct store_identity *out)
+/* Fetch the one row a primary key names with statement `sid`, decoded by
+ * `row` into `out`; STORE_ENOTFOUND (naming `what`) when there is none. */
+static int sq__get_one(struct store *st, enum sq_stmt_id sid, const char *key,
+		       const char *what, void (*row)(sqlite3_stmt *q, void *out), void *out)
 {
-	sqlite3_stmt *q = sq__stmt(st, SQ_ID_GET);
+	sqlite3_stmt *q = sq__stmt(st, sid);
 	int rc, step;
 
 	if (!q)
 		return UMB_ERR;
-	sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
 	step = sqlite3_step(q);
 	if (step == SQLITE_ROW) {
-		sq__row_identity(q, out);
+		row(q, out);
 		rc = UMB_OK;
 	} else if (step == SQLITE_DONE) {
-		store__set_err(st, "no identity \"%s\"", name);
+		store__set_err(st, "no %s \"%s\"", what, key);
 		rc = STORE_ENOTFOUND;
 	} else {
-		rc = sq__fail(st, "identity get");
+		rc = sq__fail(st, what);
 	}
 	sqlite3_reset(q);
 	return rc;
+}
+
+static void sq__row_identity_cb(sqlite3_stmt *q, void *out)
+{
+	sq__row_identity(q, out);
+}
+
+static void sq__row_key_cb(sqlite3_stmt *q, void *out)
+{
+	sq__row_key(q, out);
+}
+
+static int sq_identity_get(struct store *st, const char *name,
+			   struct store_identity *out)
+{
+	return sq__get_one(st, SQ_ID_GET, name, "identity", sq__row_identity_cb, out);
 }
 
 static int sq_identity_list(struct store *st, store_identity_cb cb, void *ctx)
@@ -606,24 +624,7 @@ out:
 
 static int sq_key_get(struct store *st, const char *id, struct store_key *out)
 {
-	sqlite3_stmt *q = sq__stmt(st, SQ_KEY_GET);
-	int rc, step;
-
-	if (!q)
-		return UMB_ERR;
-	sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-	step = sqlite3_step(q);
-	if (step == SQLITE_ROW) {
-		sq__row_key(q, out);
-		rc = UMB_OK;
-	} else if (step == SQLITE_DONE) {
-		store__set_err(st, "no key \"%s\"", id);
-		rc = STORE_ENOTFOUND;
-	} else {
-		rc = sq__fail(st, "key get");
-	}
-	sqlite3_reset(q);
-	return rc;
+	return sq__get_one(st, SQ_KEY_GET, id, "key", sq__row_key_cb, out);
 }
 
 static int sq_key_list(struct store *st, const char *identity,

@@ -1,6 +1,7 @@
 /* api.c — request routing, error bodies, request ids, request logs. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "api/api.h"
 #include "core/json.h"
@@ -111,6 +112,15 @@ void api_request_done(struct req *r)
 	json_write_cstr(&b, r->provider ? r->provider : "");
 	buf_append_cstr(&b, ",\"endpoint\":");
 	json_write_cstr(&b, r->endpoint ? r->endpoint : "");
+	buf_append_cstr(&b, ",\"identity\":"); /* "" = anonymous */
+	json_write_cstr(&b, r->who.name);
+	buf_append_cstr(&b, ",\"team\":");
+	json_write_cstr(&b, r->who.team);
+	if (r->who.key_id[0])
+		buf_printf(&b, ",\"key_id\":\"%s\"", r->who.key_id);
+	if (r->who.break_glass)
+		buf_append_cstr(&b, ",\"break_glass\":true");
+	buf_printf(&b, ",\"auth\":\"%s\"", r->who.method ? r->who.method : "none");
 	buf_printf(&b,
 		   ",\"status\":%d,\"latency_ms\":%.3f,\"upstream_ms\":%.3f,\"prompt_tokens\":%llu,"
 		   "\"completion_tokens\":%llu,\"stream\":%s,\"attempts\":%d,\"peer\":\"%s\"",
@@ -152,20 +162,90 @@ static void api_metrics(struct req *r)
 	http_respond(r, &resp);
 }
 
+/* Who may call a route. */
+enum access {
+	ACCESS_OPEN,    /* /health, /enroll: no credentials, even under require */
+	ACCESS_API,     /* auth.mode decides */
+	ACCESS_METRICS, /* open with auth.mode none or metrics.public, else admin */
+	ACCESS_ADMIN,   /* admin identities only */
+};
+
 struct route {
-	const char *path;
-	const char *method;
+	const char *path; /* exact, or a prefix when it ends in '/' */
+	const char *method; /* NULL: the handler checks */
 	void (*fn)(struct req *r);
 	const char *api;
+	enum access access;
 };
 
 static const struct route routes[] = {
-	{ "/v1/chat/completions", "POST", api_openai_chat, "chat" },
-	{ "/v1/embeddings", "POST", api_openai_embeddings, "embeddings" },
-	{ "/v1/models", "GET", api_openai_models, "models" },
-	{ "/health", "GET", api_health, "health" },
-	{ "/metrics", "GET", api_metrics, "metrics" },
+	{ "/v1/chat/completions", "POST", api_openai_chat, "chat", ACCESS_API },
+	{ "/v1/embeddings", "POST", api_openai_embeddings, "embeddings", ACCESS_API },
+	{ "/v1/models", "GET", api_openai_models, "models", ACCESS_API },
+	{ "/health", "GET", api_health, "health", ACCESS_OPEN },
+	{ "/metrics", "GET", api_metrics, "metrics", ACCESS_METRICS },
+	{ "/enroll", "POST", api_enroll, "enroll", ACCESS_OPEN },
+	{ "/admin/", NULL, api_admin, "admin", ACCESS_ADMIN },
 };
+
+bool api_model_allowed(const struct req *r, struct str model)
+{
+	if (!r->rt->cfg->teams_set || !r->who.authenticated)
+		return true; /* no policy, or nobody to apply it to */
+	return r->who.team_cfg && config_team_allows(r->who.team_cfg, model);
+}
+
+static const char *status_type(int status)
+{
+	return status == 401 ? "authentication_error"
+		: status == 403 ? "permission_error"
+		: status == 404 ? "not_found_error"
+		: status >= 500 ? "api_error" : "invalid_request_error";
+}
+
+/* Decide who is calling before the handler runs; false when the request
+ * was refused (and answered). */
+static bool api_authenticate(struct req *r, enum access access)
+{
+	const struct config *cfg = r->rt->cfg;
+	if (access == ACCESS_OPEN)
+		return true;
+	if (access == ACCESS_METRICS) {
+		if (cfg->auth_mode == AUTH_NONE || cfg->metrics_public)
+			return true;
+		access = ACCESS_ADMIN;
+	}
+	bool admin = access == ACCESS_ADMIN;
+	if (cfg->tls.client_auth == CLIENT_AUTH_REQUIRE &&
+	    !(r->auth_conn && r->auth_conn->has_cert)) {
+		api_error_openai(r, 401, "authentication_error", "client_certificate_required",
+				 "a client certificate issued by the umbra CA is required");
+		return false;
+	}
+	if (admin && !auth_store_needed(cfg)) {
+		api_error_openai(r, 404, "not_found_error", "unknown_url",
+				 "the admin API is off: it needs auth.mode keys, certs or "
+				 "keys+certs, or tls.client_ca");
+		return false;
+	}
+	struct auth_refusal why;
+	if (auth_check(r->w->auth, cfg, r->auth_conn, &r->head, admin, (int64_t)time(NULL),
+		       &r->who, &why)) {
+		api_error_openai(r, why.status, status_type(why.status), why.code, "%s", why.msg);
+		return false;
+	}
+	if (admin && !r->who.authenticated) {
+		api_error_openai(r, 401, "authentication_error", "missing_api_key",
+				 "admin credentials required: an admin certificate or API key");
+		return false;
+	}
+	if (admin && r->who.kind != STORE_KIND_ADMIN) {
+		api_error_openai(r, 403, "permission_error", "admin_only",
+				 "identity %s is not an admin", r->who.name);
+		return false;
+	}
+	return true;
+}
 
 void api_dispatch(struct req *r)
 {
@@ -174,20 +254,25 @@ void api_dispatch(struct req *r)
 	if (path.n > 1 && path.p[path.n - 1] == '/')
 		path.n--;
 	for (size_t i = 0; i < UMB_ARRAY_LEN(routes); i++) {
-		if (!str_eq_cstr(path, routes[i].path))
+		const char *rp = routes[i].path;
+		size_t rn = strlen(rp);
+		bool prefix = rp[rn - 1] == '/';
+		if (prefix ? !(path.n > rn && !memcmp(path.p, rp, rn)) : !str_eq_cstr(path, rp))
 			continue;
 		r->api = routes[i].api;
 		/* no routing cascade in this build: every model is named */
 		if (routes[i].fn == api_openai_chat || routes[i].fn == api_openai_embeddings)
 			r->route_method = "explicit";
-		bool head_ok = !strcmp(routes[i].method, "GET") && str_eq_cstr(r->head.method, "HEAD");
-		if (!str_eq_cstr(r->head.method, routes[i].method) && !head_ok) {
+		const char *method = routes[i].method;
+		bool head_ok = method && !strcmp(method, "GET") && str_eq_cstr(r->head.method, "HEAD");
+		if (method && !str_eq_cstr(r->head.method, method) && !head_ok) {
 			struct str allow = str_cstr(arena_printf(r->arena, "allow: %s\r\n", routes[i].method));
 			api_error_openai_h(r, 405, allow, "invalid_request_error", "method_not_allowed",
 					   "method not allowed; use %s", routes[i].method);
 			return;
 		}
-		routes[i].fn(r);
+		if (api_authenticate(r, routes[i].access))
+			routes[i].fn(r);
 		return;
 	}
 	api_error_openai(r, 404, "not_found_error", "unknown_url", "unknown path");

@@ -22,9 +22,16 @@ void api_error_openai_h(struct req *r, int status, struct str extra_headers,
 			const char *type, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
+/** May the authenticated caller use this model name (team policy)? */
+bool api_model_allowed(const struct req *r, struct str model);
+
 /* handlers (api/openai.c) */
 void api_openai_chat(struct req *r);
 void api_openai_embeddings(struct req *r);
 void api_openai_models(struct req *r);
+
+/* handlers (api/admin.c): POST /enroll and the admin API */
+void api_enroll(struct req *r);
+void api_admin(struct req *r);
 
 #endif

@@ -166,6 +166,14 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 				 name->p);
 		return NULL;
 	}
+	if (!api_model_allowed(r, *name)) {
+		api_error_openai(r, 403, "permission_error", "model_not_allowed",
+				 "identity %s (team %s) may not use the model '%.*s'",
+				 r->who.name, r->who.team[0] ? r->who.team : "none",
+				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
+				 name->p);
+		return NULL;
+	}
 	return m;
 }
 
@@ -254,6 +262,8 @@ void api_openai_models(struct req *r)
 		const struct cfg_model *m = &cfg->models[i];
 		if (m->is_glob)
 			continue; /* a pattern is not a model a client can name */
+		if (!api_model_allowed(r, str_cstr(m->name)))
+			continue;
 		if (!first)
 			buf_append(b, ",", 1);
 		first = false;

@@ -54,8 +54,7 @@ struct cfg_ctx {
 	size_t path_len;
 	unsigned long visits;
 	enum provider_type ptype; /* type of the provider being loaded */
-	yaml_node_t *models_node; /* loaded after providers (see cfg_load_models) */
-	size_t cur_model;
+	size_t cur_item;          /* index cfg_load_items is loading */
 	int **fb_lines;           /* [model][i]: line of fallbacks[i] */
 };
 
@@ -415,15 +414,22 @@ struct cfg_key {
 	cfg_custom_cb custom;
 	unsigned types;            /* provider types it applies to; 0: all */
 	bool required, allow_empty;
+	const char *want, *want_one; /* string lists: "model names", "a model name" */
 	const char *doc;           /* one line for docs/config.md */
 };
 
-/** A mapping's keys plus a check run after keys and defaults. */
+/** A mapping's keys plus a check run after keys and defaults. Sections
+ * that are the items of a list (cfg_load_items) also say how big an item
+ * is, where its name and line are, and how to speak of it in errors. */
 struct cfg_section {
 	const char *name;
 	const struct cfg_key *keys;
 	size_t n_keys;
 	cfg_post_cb post; /* n is NULL when the section was absent */
+	size_t size, name_off, line_off;
+	const char *shape; /* "{ name, url, weight }" */
+	const char *item;  /* "endpoint" in "duplicate endpoint name" */
+	const char *scope; /* " within a provider", or "" */
 };
 
 #define PT(t) (1u << (t))
@@ -450,9 +456,9 @@ static const struct cfg_enum client_auths[] = {
 };
 static const struct cfg_enum auth_modes[] = {
 	{ "none", AUTH_NONE, false },
-	{ "keys", AUTH_KEYS, true },
-	{ "certs", AUTH_CERTS, true },
-	{ "keys+certs", AUTH_KEYS_CERTS, true },
+	{ "keys", AUTH_KEYS, false },
+	{ "certs", AUTH_CERTS, false },
+	{ "keys+certs", AUTH_KEYS_CERTS, false },
 	{ NULL, 0, false },
 };
 static const struct cfg_enum log_levels[] = {
@@ -799,21 +805,46 @@ static int cfg_load_section(struct cfg_ctx *c, yaml_node_t *n,
 
 /* ---- validators for CK_TEXT keys ---- */
 
+/* Store s at k->off if it is 1 to 64 letters, digits and characters of
+ * extra; the message lists extra as "'.', '_' or '-'". */
+static int cfg_parse_charset(struct cfg_ctx *c, int line, const char *s,
+			     void *base, const struct cfg_key *k,
+			     const char *extra)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return cfg_err(c, line, "expected a name of 1 to 64 characters");
+	for (size_t i = 0; i < n; i++) {
+		if (isalnum((unsigned char)s[i]) || strchr(extra, s[i]))
+			continue;
+		const char *chars = "";
+		for (const char *e = extra; *e; e++)
+			chars = arena_printf(c->a, "%s%s'%c'", chars,
+					     e == extra ? "" : e[1] ? ", " : " or ",
+					     *e);
+		return cfg_err(c, line,
+			       "invalid name %s, expected letters, digits, %s",
+			       cfg_quote(c, s, n), chars);
+	}
+	*(char **)((char *)base + k->off) = arena_strndup(c->a, s, n);
+	return UMB_OK;
+}
+
 /* Provider and endpoint names end up in metrics labels, logs and the
  * x-umbra-provider header, so keep them to a safe alphabet. */
 static int cfg_parse_ident(struct cfg_ctx *c, int line, const char *s,
 			   void *base, const struct cfg_key *k)
 {
-	size_t n = strlen(s);
-	if (n == 0 || n > 64)
-		return cfg_err(c, line, "expected a name of 1 to 64 characters");
-	for (size_t i = 0; i < n; i++)
-		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
-			return cfg_err(c, line,
-				       "invalid name %s, expected letters, digits, '.', '_' or '-'",
-				       cfg_quote(c, s, n));
-	*(char **)((char *)base + k->off) = arena_strndup(c->a, s, n);
-	return UMB_OK;
+	return cfg_parse_charset(c, line, s, base, k, "._-");
+}
+
+/* Team, identity and route names: the store's alphabet (store_name_valid,
+ * STORE_NAME_MAX), '@' included, so a config identity can be the same name
+ * as a registered one or a certificate's CN. */
+static int cfg_parse_name(struct cfg_ctx *c, int line, const char *s,
+			  void *base, const struct cfg_key *k)
+{
+	return cfg_parse_charset(c, line, s, base, k, "._@-");
 }
 
 /* Model names are what clients send ("meta-llama/Llama-3.3-70B", "llama3:8b",
@@ -1031,6 +1062,42 @@ static int cfg_parse_model_provider(struct cfg_ctx *c, int line, const char *s,
 		       cfg_quote(c, s, strlen(s)), cfg_suggest_text(c, &sg));
 }
 
+/* An identity's team must be in teams:, which config_post loads before
+ * identities. The message lists the first 20 teams, enough to spot a typo
+ * without a 10,000-name line. */
+static int cfg_parse_identity_team(struct cfg_ctx *c, int line, const char *s,
+				   void *base, const struct cfg_key *k)
+{
+	struct cfg_identity *id = base;
+	const struct config *cfg = c->cfg;
+	struct cfg_suggest sg;
+	struct buf b;
+	UMB_UNUSED(k);
+	cfg_suggest_init(&sg, str_cstr(s));
+	buf_init(&b, 0);
+	for (size_t i = 0; i < cfg->n_teams; i++) {
+		const char *t = cfg->teams[i].name;
+		if (!strcmp(t, s)) {
+			id->team = cfg->teams[i].name;
+			buf_clear(&b);
+			return UMB_OK;
+		}
+		cfg_suggest_try(&sg, t);
+		if (i < 20)
+			buf_printf(&b, "%s%s", i ? ", " : "", t);
+	}
+	if (cfg->n_teams > 20)
+		buf_append_cstr(&b, ", ...");
+	const char *names = arena_strndup(c->a, b.p ? b.p : "", b.n);
+	buf_clear(&b);
+	if (!cfg->n_teams)
+		return cfg_err(c, line, "unknown team %s, teams: lists no team",
+			       cfg_quote(c, s, strlen(s)));
+	return cfg_err(c, line, "unknown team %s, expected one of %s%s",
+		       cfg_quote(c, s, strlen(s)), names,
+		       cfg_suggest_text(c, &sg));
+}
+
 /* ---- custom (non-scalar) keys ---- */
 
 static bool cfg_is_tchar(unsigned char ch)
@@ -1133,6 +1200,64 @@ static yaml_node_t *cfg_item(struct cfg_ctx *c, yaml_node_t *n, size_t i)
 	return yaml_document_get_node(c->doc, n->data.sequence.items.start[i]);
 }
 
+/* The first of the n items at arr (laid out as sec says) named name. */
+static const void *cfg_find_item(const void *arr, size_t n,
+				 const struct cfg_section *sec, struct str name)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *it = (const char *)arr + i * sec->size;
+		if (str_eq_cstr(name, *(char *const *)(it + sec->name_off)))
+			return it;
+	}
+	return NULL;
+}
+
+/* Load the cnt mappings of list n (cnt from cfg_list, bounds already
+ * checked by the caller) with sec into a new arena array of sec->size
+ * bytes per item, each item's line at sec->line_off and c->cur_item set
+ * while it loads. Names at sec->name_off must be unique within the list.
+ * On success the array goes to the pointer field at arr_field and cnt to
+ * *count; on error they are left alone and the arena holds the partial
+ * work. */
+static int cfg_load_items(struct cfg_ctx *c, yaml_node_t *n, size_t cnt,
+			  const struct cfg_section *sec, void *arr_field,
+			  size_t *count)
+{
+	char *arr = arena_alloc(c->a, sec->size * (cnt ? cnt : 1));
+	int rc;
+
+	for (size_t i = 0; i < cnt; i++) {
+		char *it = arr + i * sec->size;
+		int *line = (int *)(it + sec->line_off);
+		yaml_node_t *in = cfg_item(c, n, i);
+		if (!in)
+			return cfg_err(c, NODE_LINE(n), "malformed list");
+		if ((rc = cfg_visit(c, in)))
+			return rc;
+		size_t old = cfg_path_index(c, i);
+		*line = NODE_LINE(in);
+		c->cur_item = i;
+		if (in->type != YAML_MAPPING_NODE)
+			rc = cfg_err(c, *line, "expected a mapping %s, got a %s",
+				     sec->shape, cfg_node_kind(in));
+		else
+			rc = cfg_load_section(c, in, sec, it);
+		const char *name = rc ? NULL : *(char **)(it + sec->name_off);
+		const char *prev = name ? cfg_find_item(arr, i, sec, str_cstr(name)) : NULL;
+		if (prev)
+			rc = cfg_err(c, *line,
+				     "duplicate %s name \"%s\" (first at line %d), expected unique names%s",
+				     sec->item, name,
+				     *(const int *)(prev + sec->line_off), sec->scope);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
+	memcpy(arr_field, &arr, sizeof(arr));
+	*count = cnt;
+	return UMB_OK;
+}
+
 static const struct cfg_section endpoint_section;
 
 static int cfg_load_endpoints(struct cfg_ctx *c, yaml_node_t *n, void *base,
@@ -1153,7 +1278,28 @@ static int cfg_load_endpoints(struct cfg_ctx *c, yaml_node_t *n, void *base,
 	if (cnt > 64)
 		return cfg_err(c, NODE_LINE(n),
 			       "%zu endpoints; at most 64 per provider are supported", cnt);
-	struct cfg_endpoint *e = arena_alloc(c->a, sizeof(*e) * cnt);
+	return cfg_load_items(c, n, cnt, &endpoint_section, &p->endpoints,
+			      &p->n_endpoints);
+}
+
+/* A list of at most CFG_MAX_LIST scalars into the (char **, size_t) at
+ * k->off, k->off2; k->want and k->want_one name the list and an item in
+ * messages. When k->parse is set each item goes through it as a key at
+ * offset 0 of its own slot, so the scalar validators serve lists too.
+ * lines, unless NULL, receives an arena array of the items' lines. */
+static int cfg_str_list(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			const struct cfg_key *k, int **lines)
+{
+	const struct cfg_key slot = { .name = k->name, .off = 0 };
+	size_t cnt;
+	int rc;
+	if ((rc = cfg_list(c, n, k->want, &cnt)))
+		return rc;
+	if (cnt > CFG_MAX_LIST)
+		return cfg_err(c, NODE_LINE(n), "%zu %s, expected at most %d",
+			       cnt, k->name, CFG_MAX_LIST);
+	char **v = arena_alloc(c->a, sizeof(char *) * (cnt ? cnt : 1));
+	int *ln = arena_alloc(c->a, sizeof(int) * (cnt ? cnt : 1));
 	for (size_t i = 0; i < cnt; i++) {
 		yaml_node_t *in = cfg_item(c, n, i);
 		if (!in)
@@ -1161,60 +1307,48 @@ static int cfg_load_endpoints(struct cfg_ctx *c, yaml_node_t *n, void *base,
 		if ((rc = cfg_visit(c, in)))
 			return rc;
 		size_t old = cfg_path_index(c, i);
-		e[i].line = NODE_LINE(in);
-		if (in->type != YAML_MAPPING_NODE)
-			rc = cfg_err(c, NODE_LINE(in),
-				     "expected a mapping { name, url, weight }, got a %s",
-				     cfg_node_kind(in));
-		else
-			rc = cfg_load_section(c, in, &endpoint_section, &e[i]);
-		for (size_t j = 0; !rc && j < i; j++)
-			if (!strcmp(e[j].name, e[i].name))
-				rc = cfg_err(c, e[i].line,
-					     "duplicate endpoint name \"%s\" (first at line %d), expected unique names within a provider",
-					     e[i].name, e[j].line);
+		ln[i] = NODE_LINE(in);
+		rc = cfg_scalar(c, in, k->want_one, &v[i]);
+		if (!rc && k->parse)
+			rc = k->parse(c, ln[i], v[i], &v[i], &slot);
 		cfg_path_pop(c, old);
 		if (rc)
 			return rc;
 	}
-	p->endpoints = e;
-	p->n_endpoints = cnt;
+	*(char ***)((char *)base + k->off) = v;
+	*(size_t *)((char *)base + k->off2) = cnt;
+	if (lines)
+		*lines = ln;
 	return UMB_OK;
 }
 
+static int cfg_load_strings(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			    const struct cfg_key *k)
+{
+	return cfg_str_list(c, n, base, k, NULL);
+}
+
+/* Fallbacks are resolved once every model is loaded, and an error then
+ * names the line of the entry: keep the lines. */
 static int cfg_load_fallbacks(struct cfg_ctx *c, yaml_node_t *n, void *base,
 			      const struct cfg_key *k)
 {
-	struct cfg_model *m = base;
-	size_t cnt;
-	int rc;
-	UMB_UNUSED(k);
-	if ((rc = cfg_list(c, n, "model names", &cnt)))
-		return rc;
-	if (cnt > CFG_MAX_LIST)
-		return cfg_err(c, NODE_LINE(n), "%zu fallbacks, expected at most %d",
-			       cnt, CFG_MAX_LIST);
-	m->fallbacks = arena_alloc(c->a, sizeof(char *) * (cnt ? cnt : 1));
-	c->fb_lines[c->cur_model] = arena_alloc(c->a, sizeof(int) * (cnt ? cnt : 1));
-	for (size_t i = 0; i < cnt; i++) {
-		yaml_node_t *in = cfg_item(c, n, i);
-		if (!in)
-			return cfg_err(c, NODE_LINE(n), "malformed list");
-		if ((rc = cfg_visit(c, in)))
-			return rc;
-		size_t old = cfg_path_index(c, i);
-		rc = cfg_scalar(c, in, "a model name", &m->fallbacks[i]);
-		cfg_path_pop(c, old);
-		if (rc)
-			return rc;
-		c->fb_lines[c->cur_model][i] = NODE_LINE(in);
-	}
-	m->n_fallbacks = cnt;
-	return UMB_OK;
+	return cfg_str_list(c, n, base, k, &c->fb_lines[c->cur_item]);
 }
 
 static const struct cfg_section provider_section;
 static const struct cfg_section model_section;
+
+/* The entry for key name in sec's table; it must be there. */
+static const struct cfg_key *cfg_key_get(const struct cfg_section *sec,
+					 const char *name)
+{
+	for (size_t i = 0; i < sec->n_keys; i++)
+		if (!strcmp(sec->keys[i].name, name))
+			return &sec->keys[i];
+	UMB_BUG_ON(1);
+	return NULL;
+}
 
 static int cfg_load_providers(struct cfg_ctx *c, yaml_node_t *n, void *base,
 			      const struct cfg_key *k)
@@ -1249,10 +1383,7 @@ static int cfg_load_providers(struct cfg_ctx *c, yaml_node_t *n, void *base,
 				     "missing required key \"type\", expected one of %s",
 				     cfg_enum_list(c, provider_types, false));
 		} else {
-			const struct cfg_key *tk = NULL;
-			for (size_t j = 0; j < provider_section.n_keys; j++)
-				if (!strcmp(provider_section.keys[j].name, "type"))
-					tk = &provider_section.keys[j];
+			const struct cfg_key *tk = cfg_key_get(&provider_section, "type");
 			size_t old2 = cfg_path_key(c, "type");
 			rc = cfg_set_node(c, tn, p, tk);
 			cfg_path_pop(c, old2);
@@ -1274,14 +1405,15 @@ static int cfg_load_providers(struct cfg_ctx *c, yaml_node_t *n, void *base,
 	return UMB_OK;
 }
 
-/* Models refer to providers, which may come later in the file: remember the
- * node and load it in config_post. */
-static int cfg_defer_models(struct cfg_ctx *c, yaml_node_t *n, void *base,
-			    const struct cfg_key *k)
+/* Keys that refer to others which may come later in the file (models name
+ * providers, identities name teams) are loaded by config_post. */
+static int cfg_later(struct cfg_ctx *c, yaml_node_t *n, void *base,
+		     const struct cfg_key *k)
 {
+	UMB_UNUSED(c);
+	UMB_UNUSED(n);
 	UMB_UNUSED(base);
 	UMB_UNUSED(k);
-	c->models_node = n;
 	return UMB_OK;
 }
 
@@ -1295,35 +1427,23 @@ static int cfg_load_models(struct cfg_ctx *c, yaml_node_t *n)
 	if (cnt == 0)
 		return cfg_err(c, NODE_LINE(n),
 			       "at least one model is required, expected a list of { name, provider }");
-	cfg->models = arena_alloc(c->a, sizeof(*cfg->models) * cnt);
 	c->fb_lines = arena_alloc(c->a, sizeof(int *) * cnt);
-	for (size_t i = 0; i < cnt; i++) {
-		struct cfg_model *m = &cfg->models[i];
-		yaml_node_t *in = cfg_item(c, n, i);
-		if (!in)
-			return cfg_err(c, NODE_LINE(n), "malformed list");
-		if ((rc = cfg_visit(c, in)))
-			return rc;
-		size_t old = cfg_path_index(c, i);
-		m->line = NODE_LINE(in);
-		c->cur_model = i;
-		if (in->type != YAML_MAPPING_NODE)
-			rc = cfg_err(c, m->line,
-				     "expected a mapping { name, provider, ... }, got a %s",
-				     cfg_node_kind(in));
-		else
-			rc = cfg_load_section(c, in, &model_section, m);
-		for (size_t j = 0; !rc && j < i; j++)
-			if (!strcmp(cfg->models[j].name, m->name))
-				rc = cfg_err(c, m->line,
-					     "duplicate model name \"%s\" (first at line %d), expected unique names",
-					     m->name, cfg->models[j].line);
-		cfg_path_pop(c, old);
-		if (rc)
-			return rc;
-		cfg->n_models = i + 1;
-	}
-	return UMB_OK;
+	return cfg_load_items(c, n, cnt, &model_section, &cfg->models,
+			      &cfg->n_models);
+}
+
+/* A list of mappings (k->want: "teams"), any length up to CFG_MAX_ITEMS,
+ * each loaded with k->sub by cfg_load_items, into the (array, count) at
+ * k->off, k->off2. */
+static int cfg_load_list(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			 const struct cfg_key *k)
+{
+	size_t cnt;
+	int rc = cfg_list(c, n, k->want, &cnt);
+	if (rc)
+		return rc;
+	return cfg_load_items(c, n, cnt, k->sub, (char *)base + k->off,
+			      (size_t *)((char *)base + k->off2));
 }
 
 /* Resolve every fallbacks entry to an exact, non-glob model, then refuse
@@ -1512,22 +1632,55 @@ static int model_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 	m->is_glob = strpbrk(m->name, "*?") != NULL;
 	if (!m->fallbacks) {
 		m->fallbacks = arena_alloc(c->a, sizeof(char *));
-		c->fb_lines[c->cur_model] = arena_alloc(c->a, sizeof(int));
+		c->fb_lines[c->cur_item] = arena_alloc(c->a, sizeof(int));
 	}
 	return UMB_OK;
 }
 
+/* Client certificates are verified only with a CA and client_auth
+ * optional or require (tls_post makes a lone client_ca optional). */
+static int auth_check(struct cfg_ctx *c, yaml_node_t *root)
+{
+	const struct config *cfg = c->cfg;
+	if (cfg->auth_mode != AUTH_CERTS && cfg->auth_mode != AUTH_KEYS_CERTS)
+		return UMB_OK;
+	if (cfg->tls.client_ca && cfg->tls.client_auth != CLIENT_AUTH_NONE)
+		return UMB_OK;
+	yaml_node_t *mode = cfg_map_get(c, cfg_map_get(c, root, "auth"), "mode");
+	return cfg_err_raw(c, mode ? NODE_LINE(mode) : 1,
+			   "auth.mode: %s needs tls.client_ca (and client_auth optional or require) to verify client certificates",
+			   auth_modes[cfg->auth_mode].name);
+}
+
+static const struct cfg_section config_section;
+
+/* n is the top-level mapping: every key is loaded, so the keys that refer
+ * to others (cfg_later) can be loaded now. teams: present at all, even
+ * `teams: []` or empty, turns model policy on. */
 static int config_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 {
+	struct config *cfg = base;
+	yaml_node_t *ids = cfg_map_get(c, n, "identities");
 	int rc;
-	UMB_UNUSED(n);
-	UMB_UNUSED(base);
+	cfg->teams_set = cfg_map_get(c, n, "teams") != NULL;
 	size_t old = cfg_path_key(c, "models");
-	rc = cfg_load_models(c, c->models_node);
+	rc = cfg_load_models(c, cfg_map_get(c, n, "models"));
 	cfg_path_pop(c, old);
-	if (rc)
+	if (rc || (rc = cfg_resolve_fallbacks(c)))
 		return rc;
-	return cfg_resolve_fallbacks(c);
+	if (ids) {
+		old = cfg_path_key(c, "identities");
+		if (!cfg->teams_set)
+			rc = cfg_err(c, NODE_LINE(ids),
+				     "needs teams: as well (each identity's team names an entry in teams:)");
+		else
+			rc = cfg_load_list(c, ids, cfg,
+					   cfg_key_get(&config_section, "identities"));
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
+	return auth_check(c, n);
 }
 
 /* ---- the tables ---- */
@@ -1576,7 +1729,7 @@ static const struct cfg_section log_section = { "log", log_keys, UMB_ARRAY_LEN(l
 
 static const struct cfg_key auth_keys[] = {
 	KEY("mode", CK_ENUM, struct config, auth_mode, .def = "none", .enums = auth_modes,
-	    .doc = "none (keys, certs, keys+certs: not implemented in this build yet)"),
+	    .doc = "none | keys | certs | keys+certs; certs needs tls.client_ca"),
 };
 static const struct cfg_section auth_section = { "auth", auth_keys, UMB_ARRAY_LEN(auth_keys), NULL };
 
@@ -1630,7 +1783,15 @@ static const struct cfg_key endpoint_keys[] = {
 	KEY("backup", CK_BOOL, struct cfg_endpoint, backup, .def = "false",
 	    .doc = "used only when no primary endpoint is healthy"),
 };
-static const struct cfg_section endpoint_section = { "endpoints[]", endpoint_keys, UMB_ARRAY_LEN(endpoint_keys), NULL };
+/* The item sections of cfg_load_items. */
+#define ITEMS(st, what, shp, scp) \
+	.size = sizeof(st), .name_off = offsetof(st, name), \
+	.line_off = offsetof(st, line), .item = what, .shape = shp, .scope = scp
+
+static const struct cfg_section endpoint_section = {
+	"endpoints[]", endpoint_keys, UMB_ARRAY_LEN(endpoint_keys), NULL,
+	ITEMS(struct cfg_endpoint, "endpoint", "{ name, url, weight }", " within a provider"),
+};
 
 #define AZ PT(PROVIDER_AZURE)
 #define BR PT(PROVIDER_BEDROCK)
@@ -1701,10 +1862,44 @@ static const struct cfg_key model_keys[] = {
 	    .doc = "prices in USD per million tokens"),
 	KEY("max_output_tokens", CK_INT, struct cfg_model, max_output_tokens, .def = "0", .min = 0, .max = 100000000,
 	    .doc = "worst-case output for budget reservations; 0 = unset"),
-	KEY("fallbacks", CK_CUSTOM, struct cfg_model, fallbacks, .custom = cfg_load_fallbacks,
+	KEY("fallbacks", CK_CUSTOM, struct cfg_model, fallbacks, .off2 = offsetof(struct cfg_model, n_fallbacks),
+	    .custom = cfg_load_fallbacks, .want = "model names", .want_one = "a model name",
 	    .doc = "exact model names tried in order when this one fails"),
 };
-static const struct cfg_section model_section = { "models[]", model_keys, UMB_ARRAY_LEN(model_keys), model_post };
+static const struct cfg_section model_section = {
+	"models[]", model_keys, UMB_ARRAY_LEN(model_keys), model_post,
+	ITEMS(struct cfg_model, "model", "{ name, provider, ... }", ""),
+};
+
+static const struct cfg_key team_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_team, name, .parse = cfg_parse_name, .required = true,
+	    .doc = "team name: 1-64 letters, digits, '.', '_', '@', '-'; unique"),
+	KEY("models", CK_CUSTOM, struct cfg_team, models, .off2 = offsetof(struct cfg_team, n_models),
+	    .custom = cfg_load_strings, .parse = cfg_parse_model_name,
+	    .want = "model names or globs", .want_one = "a model name or glob",
+	    .doc = "globs (*, ?) over the requested model name; none: no model"),
+	KEY("routes", CK_CUSTOM, struct cfg_team, routes, .off2 = offsetof(struct cfg_team, n_routes),
+	    .custom = cfg_load_strings, .parse = cfg_parse_name,
+	    .want = "route names", .want_one = "a route name",
+	    .doc = "routes the team may use (enforced once routing exists)"),
+	UNIMPL("budget", "spending limit"),
+	UNIMPL("rate_limit", "request rate limit"),
+};
+static const struct cfg_section team_section = {
+	"teams[]", team_keys, UMB_ARRAY_LEN(team_keys), NULL,
+	ITEMS(struct cfg_team, "team", "{ name, models, routes }", ""),
+};
+
+static const struct cfg_key identity_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_identity, name, .parse = cfg_parse_name, .required = true,
+	    .doc = "identity name, as authenticated (key's identity, certificate CN)"),
+	KEY("team", CK_TEXT, struct cfg_identity, team, .parse = cfg_parse_identity_team, .required = true,
+	    .doc = "name of a team in teams"),
+};
+static const struct cfg_section identity_section = {
+	"identities[]", identity_keys, UMB_ARRAY_LEN(identity_keys), NULL,
+	ITEMS(struct cfg_identity, "identity", "{ name, team }", ""),
+};
 
 static const struct cfg_key config_keys[] = {
 	KEY("listen", CK_TEXT, struct config, listen_host, .def = "127.0.0.1:8080", .parse = cfg_parse_listen,
@@ -1718,7 +1913,7 @@ static const struct cfg_key config_keys[] = {
 	{ .name = "metrics", .kind = CK_SECTION, .off = 0, .sub = &metrics_section, .doc = "Prometheus /metrics" },
 	KEY("providers", CK_CUSTOM, struct config, providers, .custom = cfg_load_providers, .required = true,
 	    .doc = "model backends"),
-	KEY("models", CK_CUSTOM, struct config, models, .custom = cfg_defer_models, .required = true,
+	KEY("models", CK_CUSTOM, struct config, models, .custom = cfg_later, .required = true,
 	    .doc = "the model names clients use"),
 	UNIMPL("tunnel", "where connectors dial in"),
 	KEY("store", CK_STR, struct config, store_url, .def = "sqlite://umbra.db",
@@ -1727,8 +1922,13 @@ static const struct cfg_key config_keys[] = {
 	UNIMPL("crypto", "crypto mode"),
 	UNIMPL("airgapped", "refuse endpoints outside the perimeter"),
 	UNIMPL("routing", "automatic routing"),
-	UNIMPL("teams", "teams"),
-	UNIMPL("identities", "identities"),
+	KEY("teams", CK_CUSTOM, struct config, teams, .off2 = offsetof(struct config, n_teams),
+	    .custom = cfg_load_list, .sub = &team_section, .want = "teams",
+	    .doc = "who may use which models; present: model policy is on"),
+	/* loaded by config_post with cfg_load_list, after teams */
+	KEY("identities", CK_CUSTOM, struct config, identities, .off2 = offsetof(struct config, n_identities),
+	    .custom = cfg_later, .sub = &identity_section, .want = "identities",
+	    .doc = "identity name to team, over the store and the certificate's OU"),
 	UNIMPL("services", "dark services"),
 	UNIMPL("budgets", "budgets"),
 };
@@ -1942,6 +2142,28 @@ const struct cfg_model *config_find_model(const struct config *cfg,
 		if (cfg->models[i].is_glob && str_glob(cfg->models[i].name, name))
 			return &cfg->models[i];
 	return NULL;
+}
+
+const struct cfg_team *config_find_team(const struct config *cfg,
+					struct str name)
+{
+	return cfg_find_item(cfg->teams, cfg->n_teams, &team_section, name);
+}
+
+const struct cfg_identity *config_find_identity(const struct config *cfg,
+						struct str name)
+{
+	return cfg_find_item(cfg->identities, cfg->n_identities,
+			     &identity_section, name);
+}
+
+/* No team (t NULL) admits nothing: the policy fails closed. */
+bool config_team_allows(const struct cfg_team *t, struct str model)
+{
+	for (size_t i = 0; t && i < t->n_models; i++)
+		if (str_glob(t->models[i], model))
+			return true;
+	return false;
 }
 
 const struct cfg_provider *config_find_provider(const struct config *cfg,

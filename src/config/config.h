@@ -132,6 +132,24 @@ struct cfg_limits {
 	int max_connections;       /* per gateway, default 10000 */
 };
 
+/** teams[]: who may use which models (DESIGN.md "teams"). */
+struct cfg_team {
+	char *name;
+	char **models;   /* globs over configured model names; none = no model */
+	size_t n_models;
+	char **routes;   /* route names (enforced once routing exists) */
+	size_t n_routes;
+	int line;
+};
+
+/** identities[]: a name and its team, overriding the store and the
+ * certificate's OU. */
+struct cfg_identity {
+	char *name;
+	char *team; /* names a team in teams[] */
+	int line;
+};
+
 struct config {
 	struct arena *arena; /* owns everything below */
 	char *path;          /* file path, or "<embedded>" */
@@ -141,8 +159,8 @@ struct config {
 	int workers;         /* 0 = number of CPUs */
 	struct cfg_tls tls;
 	struct cfg_limits limits;
-	enum auth_mode auth_mode;     /* only AUTH_NONE is implemented so far */
-	char *store_url;              /* store: sqlite://PATH (CLI tools so far) */
+	enum auth_mode auth_mode;
+	char *store_url;              /* store: sqlite://PATH */
 	enum log_level log_level;
 	bool log_requests;            /* one JSON line per request, default true */
 	bool metrics_public;          /* metrics: { public: true }; added by the
@@ -152,6 +170,11 @@ struct config {
 	size_t n_providers;
 	struct cfg_model *models;
 	size_t n_models;
+	bool teams_set;               /* teams: present: model policy is on */
+	struct cfg_team *teams;
+	size_t n_teams;
+	struct cfg_identity *identities;
+	size_t n_identities;
 };
 
 /** Config errors carry file:line and what was expected. */
@@ -173,6 +196,13 @@ void config_free(struct config *cfg);
 /** Exact match first, then globs in config order; NULL if none. */
 const struct cfg_model *config_find_model(const struct config *cfg,
 					  struct str name);
+/** The team or identity entry by exact name; NULL if none. */
+const struct cfg_team *config_find_team(const struct config *cfg,
+					struct str name);
+const struct cfg_identity *config_find_identity(const struct config *cfg,
+						struct str name);
+/** True if the team's models globs admit the configured model name. */
+bool config_team_allows(const struct cfg_team *t, struct str model);
 const struct cfg_provider *config_find_provider(const struct config *cfg,
 						const char *name);
 /** Print the model → provider → endpoints table (`umbra check`). */

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "http/http_parse.h"
+#include "identity/auth.h"
 
 struct event_base;
 struct worker;
@@ -31,6 +32,7 @@ struct runtime {
 	struct config *cfg;
 	struct upstream_set *ups;
 	struct ssl_ctx_st *ssl_ctx; /* ingress TLS, NULL without tls: */
+	struct pki_ca *enroll_ca;   /* signs POST /enroll; NULL: enrollment off */
 	atomic_int refs;
 };
 
@@ -43,6 +45,7 @@ struct worker {
 	struct event_base *base;
 	struct metrics_shard *metrics;
 	void *upstream; /* upstream module's per-worker state (curl multi) */
+	struct auth_worker *auth; /* store handle and key cache */
 };
 
 /** Handler hooks a request's owner installs while it waits on I/O. */
@@ -65,6 +68,8 @@ struct req {
 	uint64_t upstream_ns;    /* time spent waiting on upstreams */
 	bool tls;
 	char peer[64];           /* client address */
+	struct auth_conn *auth_conn; /* the connection's certificate identity */
+	struct auth_who who;     /* the authenticated caller */
 
 	/* what the handler learned, for logs and metrics */
 	const char *api;         /* "chat" | "embeddings" | "models" | ... */

@@ -14,6 +14,7 @@
 #include "http/http.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <netdb.h>
@@ -27,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -35,6 +37,7 @@
 #include <openssl/ssl.h>
 
 #include "api/api.h"
+#include "identity/auth.h"
 #include "metrics/metrics.h"
 #include "upstream/upstream.h"
 
@@ -86,6 +89,7 @@ struct conn {
 	struct req *req;
 	uint64_t requests;
 	char peer[64];
+	struct auth_conn auth; /* certificate identity, last credentials */
 	struct conn *prev, *next, *defer_next;
 };
 
@@ -102,7 +106,7 @@ struct worker_priv {
 	atomic_int notify;         /* NOTIFY_* bits from the main thread */
 };
 
-enum { NOTIFY_RELOAD = 1, NOTIFY_DRAIN = 2, NOTIFY_STOP = 4 };
+enum { NOTIFY_RELOAD = 1, NOTIFY_DRAIN = 2, NOTIFY_STOP = 4, NOTIFY_REVOKED = 8 };
 
 /* ---- process-wide state ---- */
 
@@ -116,6 +120,10 @@ static void runtime_free(struct runtime *rt)
 	upstream_set_free(rt->ups);
 	if (rt->ssl_ctx)
 		SSL_CTX_free(rt->ssl_ctx);
+	if (rt->enroll_ca) {
+		pki_ca_clear(rt->enroll_ca);
+		free(rt->enroll_ca);
+	}
 	config_free(rt->cfg);
 	free(rt);
 }
@@ -147,6 +155,29 @@ static void runtime_publish(struct runtime *rt)
 
 /* ---- TLS ---- */
 
+/* POST /enroll signs with the CA key found as ca.key next to
+ * tls.client_ca (the layout `umbra pki init` writes); NULL: enrollment
+ * is off. */
+static struct pki_ca *enroll_ca_load(const struct config *cfg)
+{
+	if (!cfg->tls.client_ca)
+		return NULL;
+	char key[PATH_MAX];
+	const char *slash = strrchr(cfg->tls.client_ca, '/');
+	int dl = slash ? (int)(slash - cfg->tls.client_ca) : 0;
+	snprintf(key, sizeof key, "%.*s/ca.key", dl, cfg->tls.client_ca);
+	if (access(key, F_OK) != 0)
+		return NULL;
+	struct pki_ca *ca = umb_calloc(1, sizeof *ca);
+	char perr[PKI_ERR_LEN];
+	if (pki_ca_load_files(cfg->tls.client_ca, key, ca, perr)) {
+		log_warn("enrollment off: %s", perr);
+		free(ca);
+		return NULL;
+	}
+	return ca;
+}
+
 static SSL_CTX *tls_ctx_new(const struct cfg_tls *t, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
@@ -161,6 +192,28 @@ static SSL_CTX *tls_ctx_new(const struct cfg_tls *t, char *err, size_t errlen)
 	    SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1)
 		goto fail;
+	/* Resumed sessions keep the verified client certificate; OpenSSL
+	 * refuses to resume a verified session without an id context. */
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"umbra", 5);
+	if (t->client_ca && t->client_auth != CLIENT_AUTH_NONE) {
+		/* Verify against the umbra CA alone. No FAIL_IF_NO_PEER_CERT even
+		 * under `require`: a device without a certificate must still
+		 * reach POST /enroll; the HTTP layer refuses everything else. A
+		 * certificate that is sent and fails verification (another CA,
+		 * expired) fails the handshake. */
+		STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
+		if (!names || SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
+			sk_X509_NAME_pop_free(names, X509_NAME_free);
+			snprintf(err, errlen, "TLS setup (client_ca %s): cannot load CA certificates",
+				 t->client_ca);
+			ERR_clear_error();
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_client_CA_list(ctx, names);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_verify_depth(ctx, 4);
+	}
 	return ctx;
 fail:;
 	unsigned long e = ERR_get_error();
@@ -186,6 +239,19 @@ static struct runtime *runtime_build(struct config *cfg, const struct runtime *p
 			return NULL;
 		}
 	}
+	if (auth_store_needed(cfg)) {
+		/* fail at start (or keep the old config on reload) rather than
+		 * on the first request when the store cannot be opened */
+		struct store *st;
+		struct store_err serr;
+		if (store_open(cfg->store_url, cfg->dir, &st, &serr)) {
+			snprintf(err, errlen, "identity store %.200s: %.280s", cfg->store_url, serr.msg);
+			runtime_free(rt);
+			return NULL;
+		}
+		store_close(st);
+	}
+	rt->enroll_ca = enroll_ca_load(cfg);
 	rt->ups = upstream_set_new(cfg, prev ? prev->ups : NULL);
 	return rt;
 }
@@ -690,6 +756,7 @@ static struct req *req_new(struct conn *c)
 	atomic_fetch_add_explicit(&r->rt->refs, 1, memory_order_relaxed);
 	r->t_start_ns = c->t_first_ns;
 	r->tls = c->ssl != NULL;
+	r->auth_conn = &c->auth;
 	r->model = "";
 	r->api = "other";
 	memcpy(r->peer, c->peer, sizeof r->peer);
@@ -884,11 +951,24 @@ static void conn_on_read(evutil_socket_t fd, short what, void *arg)
 			}
 			log_debug("TLS handshake with %s failed: %s", c->peer,
 				  ERR_reason_error_string(ERR_peek_last_error()));
-			conn_close(c);
+			/* The alert (unknown CA, expired certificate) is on its
+			 * way: close gently, or the reset that close() sends
+			 * over unread input can destroy it before the client
+			 * reads it. The session is dead: plain reads from now. */
+			SSL_free(c->ssl);
+			c->ssl = NULL;
+			shutdown(c->fd, SHUT_WR);
+			c->state = CS_LINGER;
+			conn_set_deadline(c, 1000);
 			goto out;
 		}
 		c->state = CS_HEAD;
 		conn_set_deadline(c, (uint64_t)conn_limits(c)->keepalive_timeout_ms);
+		/* OpenSSL verified it (SSL_VERIFY_PEER): only an accepted
+		 * certificate gets here */
+		X509 *peer = SSL_get0_peer_certificate(c->ssl);
+		if (peer && SSL_get_verify_result(c->ssl) == X509_V_OK)
+			auth_conn_set_cert(&c->auth, peer);
 	}
 	for (int rounds = 0; rounds < 16 && !c->dead; rounds++) {
 		ssize_t n = conn_read_some(c);
@@ -1155,6 +1235,29 @@ static void worker_begin_drain(struct worker_priv *wp)
 	}
 }
 
+/* The store's revision moved: close every connection whose identity or
+ * key is now revoked or expired, cancelling its request (and upstream
+ * stream) with it. Others are untouched. */
+static void worker_sweep_revoked(struct worker_priv *wp)
+{
+	int64_t now = (int64_t)time(NULL);
+	const struct config *cfg = wp->rt->cfg;
+	struct conn *c = wp->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if ((c->auth.ident[0] || c->auth.has_cert) &&
+		    auth_conn_revoked(wp->w.auth, cfg, &c->auth, now)) {
+			log_info("closing connection %s of revoked %s%s%s", c->peer,
+				 c->auth.ident[0] ? c->auth.ident : c->auth.cert.name,
+				 c->auth.key_id[0] ? " key " : "", c->auth.key_id);
+			conn_enter(c);
+			conn_close(c);
+			conn_leave(c);
+		}
+		c = next;
+	}
+}
+
 static void worker_on_notify(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
@@ -1168,6 +1271,8 @@ static void worker_on_notify(evutil_socket_t fd, short what, void *arg)
 	}
 	if (bits & NOTIFY_DRAIN)
 		worker_begin_drain(wp);
+	if (bits & NOTIFY_REVOKED)
+		worker_sweep_revoked(wp);
 	if (bits & NOTIFY_STOP) {
 		/* drain deadline passed: cut what is left */
 		while (wp->conns) {
@@ -1192,8 +1297,11 @@ static void *worker_main(void *arg)
 	struct worker_priv *wp = arg;
 	signal(SIGPIPE, SIG_IGN);
 	upstream_worker_init(&wp->w, wp->rt);
+	wp->w.auth = auth_worker_new();
 	event_base_dispatch(wp->w.base);
 	upstream_worker_shutdown(&wp->w);
+	auth_worker_free(wp->w.auth);
+	wp->w.auth = NULL;
 	return NULL;
 }
 
@@ -1242,7 +1350,22 @@ struct main_state {
 	const char *config_path;
 	bool draining;
 	struct event *ev_drain_deadline, *ev_wait;
+	struct auth_poller *poller;
 };
+
+/* Revocation reaches this gateway through the store's revision. */
+static void main_on_poll_store(evutil_socket_t fd, short what, void *arg)
+{
+	UMB_UNUSED(fd);
+	UMB_UNUSED(what);
+	struct main_state *ms = arg;
+	struct runtime *rt = runtime_acquire();
+	bool moved = auth_poll(ms->poller, rt->cfg);
+	runtime_release(rt);
+	if (moved)
+		for (int i = 0; i < g_n_workers; i++)
+			worker_notify(&g_workers[i], NOTIFY_REVOKED);
+}
 
 static struct config *load_config(const char *path, struct config_err *err)
 {
@@ -1408,6 +1531,11 @@ int http_serve(const struct serve_opts *opts)
 	struct event *ev_trim = event_new(ms.base, -1, EV_PERSIST, main_on_trim, NULL);
 	struct timeval trim_every = { 5, 0 };
 	event_add(ev_trim, &trim_every);
+	ms.poller = auth_poller_new();
+	main_on_poll_store(-1, 0, &ms); /* workers start with the current revision */
+	struct event *ev_poll = event_new(ms.base, -1, EV_PERSIST, main_on_poll_store, &ms);
+	struct timeval poll_every = { 0, AUTH_POLL_MS * 1000 };
+	event_add(ev_poll, &poll_every);
 
 	for (int i = 0; i < n; i++)
 		pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]);
@@ -1443,6 +1571,8 @@ int http_serve(const struct serve_opts *opts)
 	event_free(ev_int);
 	event_free(ev_hup);
 	event_free(ev_trim);
+	event_free(ev_poll);
+	auth_poller_free(ms.poller);
 	if (ms.ev_drain_deadline)
 		event_free(ms.ev_drain_deadline);
 	event_base_free(ms.base);

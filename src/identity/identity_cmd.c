@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "config/config.h"
+#include "identity/auth.h"
 #include "identity/identity_cmd.h"
 #include "identity/keys.h"
 #include "identity/pki.h"
@@ -44,16 +45,6 @@ static int open_store(const char *cfg_path, struct config **cfg, struct store **
 	return UMB_OK;
 }
 
-static enum store_kind kind_to_store(enum pki_kind k)
-{
-	switch (k) {
-	case PKI_KIND_CONNECTOR: return STORE_KIND_CONNECTOR;
-	case PKI_KIND_GATEWAY: return STORE_KIND_GATEWAY;
-	case PKI_KIND_ADMIN: return STORE_KIND_ADMIN;
-	default: return STORE_KIND_CLIENT;
-	}
-}
-
 /* pki hook: `pki issue ... -c CFG` registers the identity in the store. */
 static int hook_register(const char *cfg_path, const struct pki_identity *id, bool break_glass,
 			 char *err)
@@ -62,14 +53,8 @@ static int hook_register(const char *cfg_path, const struct pki_identity *id, bo
 	struct store *st;
 	if (open_store(cfg_path, &cfg, &st, err, PKI_ERR_LEN))
 		return UMB_ERR;
-	struct store_identity si = { 0 };
-	snprintf(si.name, sizeof si.name, "%s", id->name);
-	snprintf(si.team, sizeof si.team, "%s", id->team);
-	snprintf(si.cert_fp, sizeof si.cert_fp, "%s", id->fp);
-	si.kind = kind_to_store(id->kind);
-	si.created = (int64_t)time(NULL);
-	si.expires = id->not_after;
-	si.break_glass = break_glass;
+	struct store_identity si;
+	auth_record_from_cert(id, break_glass, (int64_t)time(NULL), &si);
 	int rc = store_identity_put(st, &si);
 	if (rc) {
 		char tmp[1024];

@@ -28,8 +28,10 @@ enum {
 	KEYS_EMALFORMED = -30, /* not a well-formed umbra key */
 	KEYS_EUNKNOWN = -31,   /* no key with that id */
 	KEYS_EMISMATCH = -32,  /* right id, wrong secret */
-	KEYS_EREVOKED = -33,   /* key or its identity revoked */
-	KEYS_EEXPIRED = -34,   /* key or its identity expired */
+	KEYS_EREVOKED = -33,   /* the key revoked */
+	KEYS_EEXPIRED = -34,   /* the key expired */
+	KEYS_EIDREVOKED = -35, /* the key's identity revoked */
+	KEYS_EIDEXPIRED = -36, /* the key's identity expired (break-glass) */
 };
 
 /** Which request header carried the credential. */
@@ -68,6 +70,11 @@ int keys_create(struct store *st, const char *identity, int64_t now,
  * The secret comparison is constant-time, also for unknown ids. */
 int keys_verify(struct store *st, const struct keys_cred *c, int64_t now,
 		struct store_key *key_out, struct store_identity *id_out);
+/** "active", "expired" or "revoked" at `now`. */
+const char *keys_status(const struct store_key *k, int64_t now);
+/** Append one key as the JSON object `umbra key list --json` and
+ * GET /admin/keys print (never the secret). */
+int keys_write_json(struct buf *b, const struct store_key *k, int64_t now);
 /** A short reason for a keys_verify result (for logs, not for clients). */
 const char *keys_strerror(int rc);
 

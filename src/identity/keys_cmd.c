@@ -56,15 +56,6 @@ static void kc__time(int64_t t, char out[32])
 		clock_rfc3339((uint64_t)t * 1000, out);
 }
 
-static const char *kc__status(const struct store_key *k, int64_t now)
-{
-	if (k->revoked_at)
-		return "revoked";
-	if (k->expires && now >= k->expires)
-		return "expired";
-	return "active";
-}
-
 static int kc_create(int argc, char **argv, struct store *st, FILE *out,
 		     FILE *err)
 {
@@ -151,22 +142,14 @@ static int kc_list_cb(void *ctx, const struct store_key *k)
 	kc__time(k->expires, expires);
 	if (!c->json) {
 		fprintf(c->out, "%-12s  %-20s  %-24s  %-24s  %-7s  %s\n", k->id,
-			k->identity, created, expires, kc__status(k, c->now),
+			k->identity, created, expires, keys_status(k, c->now),
 			k->label[0] ? k->label : "-");
 		c->n++;
 		return 0;
 	}
 	buf_reset(&c->b);
-	if (buf_printf(&c->b, "%s\n  {\"id\":\"%s\",\"identity\":",
-		       c->n ? "," : "", k->id) ||
-	    json_write_cstr(&c->b, k->identity) ||
-	    buf_printf(&c->b,
-		       ",\"created\":%lld,\"expires\":%lld,\"revoked\":%s,"
-		       "\"revoked_at\":%lld,\"status\":\"%s\",\"label\":",
-		       (long long)k->created, (long long)k->expires,
-		       k->revoked_at ? "true" : "false",
-		       (long long)k->revoked_at, kc__status(k, c->now)) ||
-	    json_write_cstr(&c->b, k->label) || buf_append_lit(&c->b, "}"))
+	if (buf_append_cstr(&c->b, c->n ? ",\n  " : "\n  ") ||
+	    keys_write_json(&c->b, k, c->now))
 		return UMB_ENOMEM;
 	fwrite(c->b.p, 1, c->b.n, c->out);
 	c->n++;

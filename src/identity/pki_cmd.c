@@ -209,10 +209,12 @@ int pki_cmd_main(int argc, char **argv)
 
 	if (argc < 1 || args_parse(argc, argv, &a))
 		return usage();
-	/* With -c and no --dir the config names the CA (and the gateway). */
+	/* With -c and no --dir the config names the CA (and the gateway).
+	 * With --dir as well, -c is only for the store (and the gateway
+	 * hint): a config without tls.client_ca is fine then. */
 	if (a.cfg && hooks && hooks->cfg_resolve && strcmp(argv[0], "init") != 0) {
 		if (hooks->cfg_resolve(a.cfg, cfg_dir, sizeof(cfg_dir), cfg_gw,
-				       sizeof(cfg_gw), err)) {
+				       sizeof(cfg_gw), err) && !a.dir) {
 			fprintf(stderr, "umbra pki: %s: %s\n", a.cfg, err);
 			return 1;
 		}

@@ -3,62 +3,13 @@
 // `umbra serve` on free 127.0.0.1 ports, and kills both at the end.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync, readFileSync, openSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
+import { freePort, startFake, startUmbra, stopAll } from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..', '..');
-const UMBRA_BIN = process.env.UMBRA_BIN || path.join(repo, 'build', 'umbra');
-const PYTHON = process.env.UMBRA_PYTHON || 'python3';
-const FAKE = path.join(repo, 'tests', 'integration', 'fakeupstream.py');
-
-let fake, umbra, client, dir, logPath, baseURL;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
-
-function startFake() {
-  return new Promise((resolve, reject) => {
-    const p = spawn(PYTHON, [FAKE, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error('fake upstream did not start: ' + out)), 10000);
-    p.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/READY (\d+)/);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ proc: p, port: Number(m[1]) });
-      }
-    });
-    p.on('exit', (code) => reject(new Error('fake upstream exited ' + code)));
-  });
-}
-
-async function waitHealthy(port, proc) {
-  const end = Date.now() + 15000;
-  while (Date.now() < end) {
-    if (proc.exitCode !== null) throw new Error('umbra exited ' + proc.exitCode + ':\n' + readFileSync(logPath, 'utf8'));
-    try {
-      const r = await fetch(`http://127.0.0.1:${port}/health`);
-      if (r.status === 200) return;
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('umbra not healthy:\n' + readFileSync(logPath, 'utf8'));
-}
+let fake, umbra, client, dir, baseURL;
 
 before(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'umbra-sdk-'));
@@ -81,28 +32,13 @@ before(async () => {
     '    provider: fake',
     '',
   ].join('\n');
-  const cfgPath = path.join(dir, 'umbra.yaml');
-  writeFileSync(cfgPath, cfg);
-  logPath = path.join(dir, 'umbra.log');
-  const log = openSync(logPath, 'a');
-  umbra = spawn(UMBRA_BIN, ['serve', '-c', cfgPath], { stdio: ['ignore', log, log] });
-  await waitHealthy(port, umbra);
+  umbra = await startUmbra(dir, port, cfg);
   baseURL = `http://127.0.0.1:${port}/v1`;
   client = new OpenAI({ baseURL, apiKey: 'sk-client-not-forwarded', maxRetries: 0, timeout: 20000 });
 });
 
 after(async () => {
-  for (const p of [umbra, fake && fake.proc]) {
-    if (p && p.exitCode === null) {
-      p.kill('SIGTERM');
-      await new Promise((r) => { const t = setTimeout(() => { p.kill('SIGKILL'); r(); }, 5000); p.on('exit', () => { clearTimeout(t); r(); }); });
-    }
-  }
-  if (umbra && umbra.signalCode && umbra.signalCode !== 'SIGTERM' && umbra.signalCode !== 'SIGKILL') {
-    throw new Error('umbra died of ' + umbra.signalCode + ':\n' + readFileSync(logPath, 'utf8'));
-  }
-  const text = logPath ? readFileSync(logPath, 'utf8') : '';
-  if (/AddressSanitizer|runtime error:/.test(text)) throw new Error('sanitizer report:\n' + text);
+  await stopAll(umbra, [umbra && umbra.proc, fake && fake.proc]);
 });
 
 test('chat completion, non-streaming', async () => {

@@ -6,4 +6,4 @@ cd "$(dirname "$0")"
 if [ ! -d node_modules/openai ]; then
 	npm ci --no-audit --no-fund
 fi
-exec node --test --test-concurrency=1 --test-timeout=120000 openai.test.mjs "$@"
+exec node --test --test-concurrency=1 --test-timeout=120000 openai.test.mjs auth.test.mjs "$@"

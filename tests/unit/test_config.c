@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "../../src/config/config.c"
+#include "store/store.h"
 
 #ifndef UMB_SRCDIR
 #define UMB_SRCDIR "."
@@ -318,21 +319,13 @@ static void test_unimplemented(void **state)
 	expect_err(PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
 		   "t.yaml:9: tunnel is not implemented in this build yet");
 	const char *sections[] = { "audit", "crypto", "airgapped", "routing",
-				   "teams", "identities", "services", "budgets" };
+				   "services", "budgets" };
 	for (size_t i = 0; i < UMB_ARRAY_LEN(sections); i++) {
 		char y[512], want[128];
 		snprintf(y, sizeof(y), "%s: x\n" PROV MOD, sections[i]);
 		snprintf(want, sizeof(want), "t.yaml:1: %s is not implemented in this build yet", sections[i]);
 		expect_err(y, want);
 	}
-	expect_err(PROV MOD "auth: { mode: keys }\n",
-		   "t.yaml:8: auth.mode: \"keys\" is not implemented in this build yet (implemented: none)");
-	expect_err(PROV MOD "auth: { mode: keys+certs }\n",
-		   "t.yaml:8: auth.mode: \"keys+certs\" is not implemented in this build yet (implemented: none)");
-	expect_err(PROV MOD "auth: { mode: certs }\n",
-		   "t.yaml:8: auth.mode: \"certs\" is not implemented in this build yet (implemented: none)");
-	expect_err(PROV MOD "auth: { mode: kys }\n",
-		   "t.yaml:8: auth.mode: unknown value \"kys\", expected one of none, keys, certs, keys+certs (did you mean \"keys\"?)");
 	expect_err("providers:\n  - { name: a, type: anthropic, api_key: x }\n" MOD,
 		   "t.yaml:2: providers[0].type: provider type anthropic is not implemented in this build yet (implemented: openai)");
 	const char *types[] = { "azure", "bedrock", "vertex", "ollama" };
@@ -711,6 +704,245 @@ static void test_fallbacks(void **state)
 		   "t.yaml:8: models[2].fallbacks[0]: fallback cycle b -> c -> b, expected fallbacks to end somewhere");
 }
 
+/* ---- auth, teams, identities ---- */
+
+#define TLS_CA "tls: { cert: gw.crt, key: gw.key, client_ca: ca.crt }\n"
+
+static void test_auth_modes(void **state)
+{
+	UMB_UNUSED(state);
+	static const struct { const char *yaml; enum auth_mode mode; } ok[] = {
+		{ PROV MOD "auth: { mode: none }\n", AUTH_NONE },
+		{ PROV MOD "auth: { mode: keys }\n", AUTH_KEYS },
+		{ TLS_CA PROV MOD "auth: { mode: certs }\n", AUTH_CERTS },
+		{ TLS_CA PROV MOD "auth: { mode: keys+certs }\n", AUTH_KEYS_CERTS },
+		/* auth may come before tls */
+		{ "auth: { mode: certs }\n" TLS_CA PROV MOD, AUTH_CERTS },
+		{ "tls: { cert: a, key: b, client_ca: c, client_auth: require }\n"
+		  "auth: { mode: keys+certs }\n" PROV MOD, AUTH_KEYS_CERTS },
+	};
+	for (size_t i = 0; i < UMB_ARRAY_LEN(ok); i++) {
+		struct config *c = must_load(ok[i].yaml);
+		assert_int_equal(c->auth_mode, ok[i].mode);
+		config_free(c);
+	}
+
+	expect_err(PROV MOD "auth: { mode: certs }\n",
+		   "t.yaml:8: auth.mode: certs needs tls.client_ca (and client_auth optional or require) to verify client certificates");
+	expect_err("tls: { cert: a, key: b }\n" PROV MOD "auth:\n  mode: keys+certs\n",
+		   "t.yaml:10: auth.mode: keys+certs needs tls.client_ca (and client_auth optional or require) to verify client certificates");
+	/* a CA that is not used to verify anything does not count */
+	expect_err("tls: { cert: a, key: b, client_ca: c, client_auth: none }\n" PROV MOD "auth: { mode: certs }\n",
+		   "t.yaml:9: auth.mode: certs needs tls.client_ca (and client_auth optional or require) to verify client certificates");
+	expect_err(PROV MOD "auth: { mode: kys }\n",
+		   "t.yaml:8: auth.mode: unknown value \"kys\", expected one of none, keys, certs, keys+certs (did you mean \"keys\"?)");
+}
+
+#define TEAMS "teams:\n" \
+	"  - name: research\n" \
+	"    models: [\"claude-*\", gpt-4o, \"llama-?b\"]\n" \
+	"    routes: [fast, private.eu]\n" \
+	"  - { name: ops@corp, models: [] }\n" \
+	"  - name: idle\n"
+
+static void test_teams(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(PROV MOD);
+	assert_false(c->teams_set);
+	assert_int_equal(c->n_teams, 0);
+	assert_int_equal(c->n_identities, 0);
+	assert_null(config_find_team(c, STR("research")));
+	assert_null(config_find_identity(c, STR("alice")));
+	config_free(c);
+
+	c = must_load(PROV MOD TEAMS);
+	assert_true(c->teams_set);
+	assert_int_equal(c->n_teams, 3);
+	const struct cfg_team *t = &c->teams[0];
+	assert_string_equal(t->name, "research");
+	assert_int_equal(t->line, 9);
+	assert_int_equal(t->n_models, 3);
+	assert_string_equal(t->models[0], "claude-*");
+	assert_string_equal(t->models[1], "gpt-4o");
+	assert_string_equal(t->models[2], "llama-?b");
+	assert_int_equal(t->n_routes, 2);
+	assert_string_equal(t->routes[0], "fast");
+	assert_string_equal(t->routes[1], "private.eu");
+	assert_string_equal(c->teams[1].name, "ops@corp");
+	assert_int_equal(c->teams[1].line, 12);
+	assert_int_equal(c->teams[1].n_models, 0);
+	assert_int_equal(c->teams[2].n_models, 0);
+	assert_int_equal(c->teams[2].n_routes, 0);
+	config_free(c);
+
+	/* present but empty: policy on, no team */
+	const char *empty[] = { PROV MOD "teams: []\n", PROV MOD "teams:\n" };
+	for (size_t i = 0; i < UMB_ARRAY_LEN(empty); i++) {
+		c = must_load(empty[i]);
+		assert_true(c->teams_set);
+		assert_int_equal(c->n_teams, 0);
+		assert_null(config_find_team(c, STR("research")));
+		config_free(c);
+	}
+}
+
+static void test_team_errors(void **state)
+{
+	UMB_UNUSED(state);
+	expect_err(PROV MOD "teams:\n  - name: \"r&d\"\n",
+		   "t.yaml:9: teams[0].name: invalid name \"r&d\", expected letters, digits, '.', '_', '@' or '-'");
+	expect_err(PROV MOD "teams:\n  - name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+		   "t.yaml:9: teams[0].name: expected a name of 1 to 64 characters");
+	expect_err(PROV MOD "teams:\n  - { models: [m] }\n",
+		   "t.yaml:9: teams[0]: missing required key \"name\" (team name: 1-64 letters, digits, '.', '_', '@', '-'; unique)");
+	expect_err(PROV MOD "teams:\n  - { name: a }\n  - { name: b }\n  - { name: a, models: [m] }\n",
+		   "t.yaml:11: teams[2]: duplicate team name \"a\" (first at line 9), expected unique names");
+	expect_err(PROV MOD "teams:\n  - name: a\n    budget: { usd_per_month: 100 }\n",
+		   "t.yaml:10: teams[0].budget is not implemented in this build yet");
+	expect_err(PROV MOD "teams:\n  - name: a\n    rate_limit: 10\n",
+		   "t.yaml:10: teams[0].rate_limit is not implemented in this build yet");
+	expect_err(PROV MOD "teams:\n  - name: a\n    model: [m]\n",
+		   "t.yaml:10: teams[0]: unknown key \"model\" (did you mean \"models\"?)");
+	expect_err(PROV MOD "teams: { name: a }\n",
+		   "t.yaml:8: teams: expected a list of teams, got a mapping");
+	expect_err(PROV MOD "teams:\n  - a\n",
+		   "t.yaml:9: teams[0]: expected a mapping { name, models, routes }, got a scalar");
+	expect_err(PROV MOD "teams:\n  - { name: a, models: m }\n",
+		   "t.yaml:9: teams[0].models: expected a list of model names or globs, got a scalar");
+	expect_err(PROV MOD "teams:\n  - name: a\n    models:\n      - m\n      - \"\"\n",
+		   "t.yaml:12: teams[0].models[1]: expected a model name of 1 to 256 characters");
+	expect_err(PROV MOD "teams:\n  - { name: a, models: [[m]] }\n",
+		   "t.yaml:9: teams[0].models[0]: expected a model name or glob, got a list");
+	expect_err(PROV MOD "teams:\n  - { name: a, models: [\"gpt 4\"] }\n",
+		   "t.yaml:9: teams[0].models[0]: invalid model name \"gpt 4\", expected no spaces");
+	expect_err(PROV MOD "teams:\n  - { name: a, routes: [\"eu/fast\"] }\n",
+		   "t.yaml:9: teams[0].routes[0]: invalid name \"eu/fast\", expected letters, digits, '.', '_', '@' or '-'");
+
+	char *y = malloc(4096);
+	assert_non_null(y);
+	int n = sprintf(y, PROV MOD "teams:\n  - name: a\n    models: [");
+	for (int i = 0; i < 101; i++)
+		n += sprintf(y + n, "%sm%d", i ? "," : "", i);
+	strcpy(y + n, "]\n");
+	expect_err(y, "t.yaml:10: teams[0].models: 101 models, expected at most 100");
+	free(y);
+}
+
+/* Config names and the store's agree, so a config identity can name a
+ * registered one. */
+static void test_names_match_store(void **state)
+{
+	UMB_UNUSED(state);
+	const char *names[] = {
+		"a", "A.b_c-d", "alice@example.com", "0", "a b", "a/b", "a:b",
+		"a+b", "é", "a#b", "a*b",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	};
+	for (size_t i = 0; i < UMB_ARRAY_LEN(names); i++) {
+		char y[512];
+		struct config_err e;
+		snprintf(y, sizeof(y), PROV MOD "teams:\n  - name: \"%s\"\n", names[i]);
+		struct config *c = load(y, &e);
+		if (!c != !store_name_valid(names[i]))
+			fail_msg("\"%s\": config %s, store %s", names[i],
+				 c ? "accepts" : "refuses",
+				 store_name_valid(names[i]) ? "accepts" : "refuses");
+		config_free(c);
+	}
+}
+
+static void test_identities(void **state)
+{
+	UMB_UNUSED(state);
+	/* identities may come before the teams they name */
+	struct config *c = must_load(PROV MOD
+		"identities:\n"
+		"  - { name: alice@corp, team: research }\n"
+		"  - name: ci-bot\n"
+		"    team: ops@corp\n"
+		TEAMS);
+	assert_int_equal(c->n_identities, 2);
+	const struct cfg_identity *id = config_find_identity(c, STR("alice@corp"));
+	assert_ptr_equal(id, &c->identities[0]);
+	assert_string_equal(id->team, "research");
+	assert_ptr_equal(id->team, c->teams[0].name);
+	assert_int_equal(id->line, 9);
+	id = config_find_identity(c, STR("ci-bot"));
+	assert_non_null(id);
+	assert_string_equal(id->team, "ops@corp");
+	assert_int_equal(id->line, 10);
+	assert_null(config_find_identity(c, STR("alice")));
+	assert_null(config_find_identity(c, STR("alice@corpx")));
+	assert_null(config_find_identity(c, STR("")));
+	assert_ptr_equal(config_find_team(c, STR("ops@corp")), &c->teams[1]);
+	assert_ptr_equal(config_find_team(c, str_cstr(id->team)), &c->teams[1]);
+	assert_null(config_find_team(c, STR("ops")));
+	assert_null(config_find_team(c, STR("Research")));
+	config_free(c);
+
+	c = must_load(PROV MOD TEAMS "identities: []\n");
+	assert_int_equal(c->n_identities, 0);
+	config_free(c);
+
+	expect_err(PROV MOD TEAMS "identities:\n  - { name: bob, team: reserch }\n",
+		   "t.yaml:15: identities[0].team: unknown team \"reserch\", expected one of research, ops@corp, idle (did you mean \"research\"?)");
+	expect_err(PROV MOD TEAMS "identities:\n  - { name: bob, team: sales }\n",
+		   "t.yaml:15: identities[0].team: unknown team \"sales\", expected one of research, ops@corp, idle");
+	expect_err(PROV MOD "teams: []\nidentities:\n  - { name: bob, team: sales }\n",
+		   "t.yaml:10: identities[0].team: unknown team \"sales\", teams: lists no team");
+	expect_err(PROV MOD "identities:\n  - { name: bob, team: sales }\n",
+		   "t.yaml:9: identities: needs teams: as well (each identity's team names an entry in teams:)");
+	expect_err(PROV MOD "identities: []\n",
+		   "t.yaml:8: identities: needs teams: as well (each identity's team names an entry in teams:)");
+	expect_err(PROV MOD TEAMS "identities:\n  - { name: bob, team: idle }\n  - { name: bob, team: research }\n",
+		   "t.yaml:16: identities[1]: duplicate identity name \"bob\" (first at line 15), expected unique names");
+	expect_err(PROV MOD TEAMS "identities:\n  - { name: bob }\n",
+		   "t.yaml:15: identities[0]: missing required key \"team\" (name of a team in teams)");
+	expect_err(PROV MOD TEAMS "identities:\n  - { name: \"bob smith\", team: idle }\n",
+		   "t.yaml:15: identities[0].name: invalid name \"bob smith\", expected letters, digits, '.', '_', '@' or '-'");
+	expect_err(PROV MOD TEAMS "identities:\n  - { name: bob, team: idle, teams: [a] }\n",
+		   "t.yaml:15: identities[0]: unknown key \"teams\" (did you mean \"team\"?)");
+
+	/* the candidate list is cut after 20 teams */
+	char *y = malloc(8192);
+	assert_non_null(y);
+	int n = sprintf(y, PROV MOD "teams:\n");
+	for (int i = 0; i < 25; i++)
+		n += sprintf(y + n, "  - { name: t%d }\n", i);
+	strcpy(y + n, "identities: [ { name: x, team: nope } ]\n");
+	expect_err(y, "t.yaml:34: identities[0].team: unknown team \"nope\", expected one of "
+		   "t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15, t16, t17, t18, t19, ...");
+	free(y);
+}
+
+static void test_team_allows(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(PROV MOD TEAMS
+		"  - { name: all, models: [\"*\"] }\n");
+	const struct cfg_team *r = config_find_team(c, STR("research"));
+	assert_non_null(r);
+	assert_true(config_team_allows(r, STR("claude-sonnet")));
+	assert_true(config_team_allows(r, STR("claude-")));
+	assert_false(config_team_allows(r, STR("claude")));
+	assert_false(config_team_allows(r, STR("gpt-4o-mini"))); /* exact, not a prefix */
+	assert_true(config_team_allows(r, STR("gpt-4o")));
+	assert_false(config_team_allows(r, STR("gpt-4")));
+	assert_true(config_team_allows(r, STR("llama-8b")));
+	assert_false(config_team_allows(r, STR("llama-70b")));
+	assert_false(config_team_allows(r, STR("")));
+	/* an empty list, or none at all, admits nothing */
+	assert_false(config_team_allows(config_find_team(c, STR("ops@corp")), STR("gpt-4o")));
+	assert_false(config_team_allows(config_find_team(c, STR("idle")), STR("m")));
+	assert_false(config_team_allows(NULL, STR("m")));
+	const struct cfg_team *all = config_find_team(c, STR("all"));
+	assert_true(config_team_allows(all, STR("anything")));
+	assert_true(config_team_allows(all, STR("")));
+	config_free(c);
+}
+
 /* ---- sections ---- */
 
 static void test_health_check(void **state)
@@ -834,7 +1066,7 @@ static void test_docs_cover_keys(void **state)
 		&config_section, &tls_section, &limits_section, &log_section,
 		&auth_section, &metrics_section, &provider_section, &endpoint_section,
 		&health_section, &timeouts_section, &ejection_section, &model_section,
-		&price_section,
+		&price_section, &team_section, &identity_section,
 	};
 	for (size_t s = 0; s < UMB_ARRAY_LEN(secs); s++)
 		for (size_t k = 0; k < secs[s]->n_keys; k++) {
@@ -881,6 +1113,12 @@ int main(void)
 		cmocka_unit_test(test_find_model),
 		cmocka_unit_test(test_model_provider),
 		cmocka_unit_test(test_fallbacks),
+		cmocka_unit_test(test_auth_modes),
+		cmocka_unit_test(test_teams),
+		cmocka_unit_test(test_team_errors),
+		cmocka_unit_test(test_names_match_store),
+		cmocka_unit_test(test_identities),
+		cmocka_unit_test(test_team_allows),
 		cmocka_unit_test(test_health_check),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_aliases),

@@ -314,7 +314,7 @@ static void test_verify_expiry(void **state)
 	assert_int_equal(keys_parse_token(str_cstr(tok), &c), UMB_OK);
 	assert_int_equal(keys_verify(f->st, &c, 2999, NULL, NULL), UMB_OK);
 	assert_int_equal(keys_verify(f->st, &c, 3000, NULL, NULL),
-			 KEYS_EEXPIRED);
+			 KEYS_EIDEXPIRED);
 
 	/* revoking the identity refuses its keys */
 	assert_int_equal(keys_create(f->st, "alice", 1000, 0, NULL, NULL, tok),
@@ -322,6 +322,7 @@ static void test_verify_expiry(void **state)
 	assert_int_equal(keys_parse_token(str_cstr(tok), &c), UMB_OK);
 	assert_int_equal(keys_verify(f->st, &c, 1500, NULL, NULL), UMB_OK);
 	assert_int_equal(store_identity_revoke(f->st, "alice", 1600), UMB_OK);
+	/* (the store revokes the identity's keys with it) */
 	assert_int_equal(keys_verify(f->st, &c, 1700, NULL, NULL),
 			 KEYS_EREVOKED);
 	/* and no new keys for it; nor for strangers or bad names */

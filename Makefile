@@ -7,6 +7,7 @@
 #   make fuzz       each fuzz target for FUZZ_TIME seconds (clang, libFuzzer)
 #   make leak       valgrind over a 10,000-request run: no leak, no error
 #   make bench      the overhead benchmark (bench/README.md)
+#   make bench-auth the cost of authentication (bench/auth.sh)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
 BUILD    ?= build
@@ -26,7 +27,7 @@ ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
 endif
-LIBS     := -levent_core -levent_pthreads -lcurl -lssl -lcrypto -lyaml -lsqlite3 -lm
+LIBS     := -levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml -lsqlite3 -lm
 
 SRCS     := $(shell find src -name '*.c' ! -name main.c | sort)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)
@@ -37,7 +38,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth clean
 all: $(BUILD)/umbra
 
 deps:
@@ -114,6 +115,15 @@ leak: deps all
 bench: deps all
 	@scripts/install-deps.sh bench
 	bash bench/run.sh
+	@$(MAKE) --no-print-directory bench-auth
+
+# the cost of authentication: keys / mTLS vs none, TLS handshakes (bench/README.md)
+$(BUILD)/bench/authbench: bench/authbench.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lssl -lcrypto
+
+bench-auth: deps all $(BUILD)/bench/authbench
+	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/auth.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "api/api.h"
+#include "tunnel/tunnel.h"
 #include "core/json.h"
 #include "upstream/upstream.h"
 
@@ -170,6 +171,15 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 		api_error_openai(r, 403, "permission_error", "model_not_allowed",
 				 "identity %s (team %s) may not use the model '%.*s'",
 				 r->who.name, r->who.team[0] ? r->who.team : "none",
+				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
+				 name->p);
+		return NULL;
+	}
+	const char *svc;
+	if (!tunnel_provider_allows(r->rt->cfg, m->provider, &r->who, &svc)) {
+		api_error_openai(r, 403, "permission_error", "service_not_allowed",
+				 "identity %s may not use the dark service %s behind model '%.*s'",
+				 r->who.authenticated ? r->who.name : "(anonymous)", svc,
 				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
 				 name->p);
 		return NULL;

@@ -45,10 +45,12 @@
 /* ---- load context ---- */
 
 struct cfg_ctx {
-	struct config *cfg;
+	struct config *cfg;      /* the gateway config being loaded; NULL while
+	                          * loading a connector config */
 	struct arena *a;
 	yaml_document_t *doc;
 	const char *name;        /* file name used in messages */
+	const char *dir;         /* absolute; relative CK_PATH values join it */
 	struct config_err *err;
 	char path[256];          /* dotted path of the key being loaded */
 	size_t path_len;
@@ -407,13 +409,16 @@ struct cfg_key {
 	enum cfg_kind kind;
 	size_t off, off2;          /* field; off2: count for lists */
 	const char *def;           /* default as it would be written; NULL: none */
-	double min, max;           /* CK_INT, CK_U64, CK_DOUBLE */
+	double min, max;           /* CK_INT, CK_U64, CK_DOUBLE; for lists
+	                            * (cfg_list_bounded) the item count: min 0
+	                            * or 1, max 0 for the default cap */
 	const struct cfg_enum *enums; /* CK_ENUM, NULL-name terminated */
 	const struct cfg_section *sub;
 	cfg_parse_cb parse;
 	cfg_custom_cb custom;
 	unsigned types;            /* provider types it applies to; 0: all */
 	bool required, allow_empty;
+	bool unique;               /* string lists: each item at most once */
 	const char *want, *want_one; /* string lists: "model names", "a model name" */
 	const char *doc;           /* one line for docs/config.md */
 };
@@ -575,7 +580,7 @@ static int cfg_set_text(struct cfg_ctx *c, int line, const char *s,
 			return cfg_err(c, line, "expected a file path, got an empty string");
 		*(char **)field = s[0] == '/' ? arena_strndup(c->a, s, strlen(s))
 					      : arena_printf(c->a, "%s/%s",
-							     c->cfg->dir, s);
+							     c->dir, s);
 		return UMB_OK;
 	case CK_INT:
 	case CK_U64:
@@ -717,7 +722,8 @@ static const char *cfg_key_list(struct cfg_ctx *c, const struct cfg_section *sec
 /* Load mapping n (NULL: section absent, defaults only) into base using
  * the key table sec: rejects non-mappings, non-string and duplicate keys,
  * unknown keys (with a did-you-mean), keys of another provider type and
- * missing required keys; then applies defaults and sec->post. */
+ * missing required keys (of a present section); then applies defaults and
+ * sec->post. */
 static int cfg_load_section(struct cfg_ctx *c, yaml_node_t *n,
 			    const struct cfg_section *sec, void *base)
 {
@@ -793,8 +799,9 @@ static int cfg_load_section(struct cfg_ctx *c, yaml_node_t *n,
 	for (size_t i = 0; i < sec->n_keys; i++) {
 		if (seen[i])
 			continue;
-		if (sec->keys[i].required)
-			return cfg_err(c, n ? NODE_LINE(n) : 1,
+		/* an absent section (tunnel:) gets its defaults, not errors */
+		if (sec->keys[i].required && n)
+			return cfg_err(c, NODE_LINE(n),
 				       "missing required key \"%s\" (%s)",
 				       sec->keys[i].name, sec->keys[i].doc);
 		if ((rc = cfg_set_default(c, base, &sec->keys[i])))
@@ -806,10 +813,10 @@ static int cfg_load_section(struct cfg_ctx *c, yaml_node_t *n,
 /* ---- validators for CK_TEXT keys ---- */
 
 /* Store s at k->off if it is 1 to 64 letters, digits and characters of
- * extra; the message lists extra as "'.', '_' or '-'". */
+ * extra; the message lists extra as "'.', '_' or '-'", then adds also. */
 static int cfg_parse_charset(struct cfg_ctx *c, int line, const char *s,
 			     void *base, const struct cfg_key *k,
-			     const char *extra)
+			     const char *extra, const char *also)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 64)
@@ -823,8 +830,8 @@ static int cfg_parse_charset(struct cfg_ctx *c, int line, const char *s,
 					     e == extra ? "" : e[1] ? ", " : " or ",
 					     *e);
 		return cfg_err(c, line,
-			       "invalid name %s, expected letters, digits, %s",
-			       cfg_quote(c, s, n), chars);
+			       "invalid name %s, expected letters, digits, %s%s",
+			       cfg_quote(c, s, n), chars, also);
 	}
 	*(char **)((char *)base + k->off) = arena_strndup(c->a, s, n);
 	return UMB_OK;
@@ -835,7 +842,7 @@ static int cfg_parse_charset(struct cfg_ctx *c, int line, const char *s,
 static int cfg_parse_ident(struct cfg_ctx *c, int line, const char *s,
 			   void *base, const struct cfg_key *k)
 {
-	return cfg_parse_charset(c, line, s, base, k, "._-");
+	return cfg_parse_charset(c, line, s, base, k, "._-", "");
 }
 
 /* Team, identity and route names: the store's alphabet (store_name_valid,
@@ -844,7 +851,19 @@ static int cfg_parse_ident(struct cfg_ctx *c, int line, const char *s,
 static int cfg_parse_name(struct cfg_ctx *c, int line, const char *s,
 			  void *base, const struct cfg_key *k)
 {
-	return cfg_parse_charset(c, line, s, base, k, "._@-");
+	return cfg_parse_charset(c, line, s, base, k, "._@-", "");
+}
+
+/* A service's users: team or identity names, or exactly "*" (anyone). */
+static int cfg_parse_user(struct cfg_ctx *c, int line, const char *s,
+			  void *base, const struct cfg_key *k)
+{
+	if (!strcmp(s, "*")) {
+		*(char **)((char *)base + k->off) = arena_strndup(c->a, s, 1);
+		return UMB_OK;
+	}
+	return cfg_parse_charset(c, line, s, base, k, "._@-",
+				 ", or \"*\" for anyone");
 }
 
 /* Model names are what clients send ("meta-llama/Llama-3.3-70B", "llama3:8b",
@@ -914,33 +933,73 @@ static int cfg_split_hostport(const char *s, size_t n, const char **host,
 	return *host_n ? UMB_OK : UMB_ERR;
 }
 
-static int cfg_parse_listen(struct cfg_ctx *c, int line, const char *s,
-			    void *base, const struct cfg_key *k)
+/* Check that s is "host:port" or "[v6]:port" with port 1-65535; examples
+ * end the message. When host is not NULL, the host (without brackets) and
+ * the port are stored at *host and *port. */
+static int cfg_hostport(struct cfg_ctx *c, int line, const char *s,
+			const char *examples, char **host, int *port)
 {
-	struct config *cfg = base;
-	const char *host, *port;
+	const char *h, *p;
 	size_t hn, pn;
-	UMB_UNUSED(k);
-	if (cfg_split_hostport(s, strlen(s), &host, &hn, &port, &pn) || !port ||
-	    cfg_parse_port(port, pn, &cfg->listen_port))
+	int portv;
+	if (cfg_split_hostport(s, strlen(s), &h, &hn, &p, &pn) || !p ||
+	    cfg_parse_port(p, pn, &portv))
 		return cfg_err(c, line,
-			       "invalid address %s, expected \"host:port\" (e.g. \"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\") with port 1-65535",
-			       cfg_quote(c, s, strlen(s)));
+			       "invalid address %s, expected \"host:port\" (e.g. %s) with port 1-65535",
+			       cfg_quote(c, s, strlen(s)), examples);
 	for (size_t i = 0; i < hn; i++)
-		if (isspace((unsigned char)host[i]) || host[i] == '/')
+		if (isspace((unsigned char)h[i]) || h[i] == '/')
 			return cfg_err(c, line, "invalid host in %s",
 				       cfg_quote(c, s, strlen(s)));
-	cfg->listen_host = arena_strndup(c->a, host, hn);
+	if (host) {
+		*host = arena_strndup(c->a, h, hn);
+		*port = portv;
+	}
 	return UMB_OK;
 }
 
-/* Parse an endpoint URL into e: http(s)://host[:port][/prefix] or
- * unix:///abs/path.sock. The URL is an origin plus an optional prefix; the
- * provider appends the API path, so an API path here is a mistake. */
-static int cfg_parse_url_into(struct cfg_ctx *c, int line, const char *s,
-			      struct cfg_endpoint *e)
+/* An address to listen on: the host goes to the char * at k->off, the
+ * port to the int at k->off2 (listen:, tunnel.listen). */
+static int cfg_parse_listen(struct cfg_ctx *c, int line, const char *s,
+			    void *base, const struct cfg_key *k)
 {
-	const char *want = "expected http://host[:port][/prefix], https://host[:port][/prefix] or unix:///absolute/path.sock";
+	return cfg_hostport(c, line, s,
+			    "\"127.0.0.1:8080\", \"0.0.0.0:8080\" or \"[::1]:8080\"",
+			    (char **)((char *)base + k->off),
+			    (int *)((char *)base + k->off2));
+}
+
+/* A gateway a connector dials: checked like a listen address, kept as
+ * written (the TLS layer checks the host against the certificate). */
+static int cfg_parse_gateway(struct cfg_ctx *c, int line, const char *s,
+			     void *base, const struct cfg_key *k)
+{
+	int rc = cfg_hostport(c, line, s,
+			      "\"gw.example.com:8443\" or \"[2001:db8::1]:8443\"",
+			      NULL, NULL);
+	if (rc == UMB_OK)
+		*(char **)((char *)base + k->off) = arena_strndup(c->a, s, strlen(s));
+	return rc;
+}
+
+/** Where a parsed upstream URL goes: the four fields that gateway
+ * endpoints and connector services both have. */
+struct cfg_url {
+	char **url;
+	enum endpoint_scheme *scheme;
+	char **origin, **unix_path;
+};
+
+/* Parse an upstream URL into u: http(s)://host[:port][/prefix] or
+ * unix:///abs/path.sock (https only when https_ok). The URL is an origin
+ * plus an optional prefix; the gateway appends the API path, so an API
+ * path here is a mistake. */
+static int cfg_parse_url_into(struct cfg_ctx *c, int line, const char *s,
+			      bool https_ok, const struct cfg_url *u)
+{
+	const char *want = https_ok
+		? "expected http://host[:port][/prefix], https://host[:port][/prefix] or unix:///absolute/path.sock"
+		: "expected http://host[:port][/prefix] or unix:///absolute/path.sock";
 	size_t n = strlen(s);
 	const char *rest, *scheme;
 
@@ -952,7 +1011,7 @@ static int cfg_parse_url_into(struct cfg_ctx *c, int line, const char *s,
 		return cfg_err(c, line,
 			       "URL %s has a query or fragment, %s",
 			       cfg_quote(c, s, n), want);
-	e->url = arena_strndup(c->a, s, n);
+	*u->url = arena_strndup(c->a, s, n);
 	if (!strncasecmp(s, "unix://", 7)) {
 		const char *p = s + 7;
 		if (p[0] != '/' || p[1] == 0)
@@ -963,17 +1022,21 @@ static int cfg_parse_url_into(struct cfg_ctx *c, int line, const char *s,
 			return cfg_err(c, line,
 				       "unix socket path is %zu bytes, expected at most %d",
 				       strlen(p), CFG_MAX_UNIX_PATH);
-		e->scheme = SCHEME_UNIX;
-		e->unix_path = arena_strndup(c->a, p, strlen(p));
-		e->origin = arena_strndup(c->a, "http://localhost", 16);
+		*u->scheme = SCHEME_UNIX;
+		*u->unix_path = arena_strndup(c->a, p, strlen(p));
+		*u->origin = arena_strndup(c->a, "http://localhost", 16);
 		return UMB_OK;
 	}
 	if (!strncasecmp(s, "http://", 7)) {
-		e->scheme = SCHEME_HTTP;
+		*u->scheme = SCHEME_HTTP;
 		scheme = "http";
 		rest = s + 7;
 	} else if (!strncasecmp(s, "https://", 8)) {
-		e->scheme = SCHEME_HTTPS;
+		if (!https_ok)
+			return cfg_err(c, line,
+				       "URL %s uses https://; the connector reaches local servers over http:// or unix://",
+				       cfg_quote(c, s, n));
+		*u->scheme = SCHEME_HTTPS;
 		scheme = "https";
 		rest = s + 8;
 	} else {
@@ -1006,16 +1069,30 @@ static int cfg_parse_url_into(struct cfg_ctx *c, int line, const char *s,
 				       "URL %s ends with an API path; give only the origin and an optional prefix (the gateway appends %s)",
 				       cfg_quote(c, s, n), api_paths[i]);
 	}
-	e->origin = arena_printf(c->a, "%s://%.*s%.*s", scheme, (int)an, rest,
+	*u->origin = arena_printf(c->a, "%s://%.*s%.*s", scheme, (int)an, rest,
 				 (int)path_n, path);
 	return UMB_OK;
 }
 
+/* An endpoint's url (k unused: the provider's url: shorthand calls it
+ * with NULL). */
 static int cfg_parse_endpoint_url(struct cfg_ctx *c, int line, const char *s,
 				  void *base, const struct cfg_key *k)
 {
+	struct cfg_endpoint *e = base;
 	UMB_UNUSED(k);
-	return cfg_parse_url_into(c, line, s, base);
+	return cfg_parse_url_into(c, line, s, true, &(struct cfg_url){
+		&e->url, &e->scheme, &e->origin, &e->unix_path });
+}
+
+/* A connector service's upstream: a local server, so no https. */
+static int cfg_parse_conn_upstream(struct cfg_ctx *c, int line, const char *s,
+				   void *base, const struct cfg_key *k)
+{
+	struct conn_service *sv = base;
+	UMB_UNUSED(k);
+	return cfg_parse_url_into(c, line, s, false, &(struct cfg_url){
+		&sv->upstream, &sv->scheme, &sv->origin, &sv->unix_path });
 }
 
 /* Provider-level `url:` is shorthand for one endpoint named after the
@@ -1032,7 +1109,7 @@ static int cfg_parse_provider_url(struct cfg_ctx *c, int line, const char *s,
 	struct cfg_endpoint *e = arena_alloc(c->a, sizeof(*e));
 	e->weight = 1;
 	e->line = line;
-	int rc = cfg_parse_url_into(c, line, s, e);
+	int rc = cfg_parse_endpoint_url(c, line, s, e, NULL);
 	if (rc)
 		return rc;
 	p->endpoints = e;
@@ -1060,42 +1137,6 @@ static int cfg_parse_model_provider(struct cfg_ctx *c, int line, const char *s,
 	}
 	return cfg_err(c, line, "unknown provider %s, expected the name of a provider in providers:%s",
 		       cfg_quote(c, s, strlen(s)), cfg_suggest_text(c, &sg));
-}
-
-/* An identity's team must be in teams:, which config_post loads before
- * identities. The message lists the first 20 teams, enough to spot a typo
- * without a 10,000-name line. */
-static int cfg_parse_identity_team(struct cfg_ctx *c, int line, const char *s,
-				   void *base, const struct cfg_key *k)
-{
-	struct cfg_identity *id = base;
-	const struct config *cfg = c->cfg;
-	struct cfg_suggest sg;
-	struct buf b;
-	UMB_UNUSED(k);
-	cfg_suggest_init(&sg, str_cstr(s));
-	buf_init(&b, 0);
-	for (size_t i = 0; i < cfg->n_teams; i++) {
-		const char *t = cfg->teams[i].name;
-		if (!strcmp(t, s)) {
-			id->team = cfg->teams[i].name;
-			buf_clear(&b);
-			return UMB_OK;
-		}
-		cfg_suggest_try(&sg, t);
-		if (i < 20)
-			buf_printf(&b, "%s%s", i ? ", " : "", t);
-	}
-	if (cfg->n_teams > 20)
-		buf_append_cstr(&b, ", ...");
-	const char *names = arena_strndup(c->a, b.p ? b.p : "", b.n);
-	buf_clear(&b);
-	if (!cfg->n_teams)
-		return cfg_err(c, line, "unknown team %s, teams: lists no team",
-			       cfg_quote(c, s, strlen(s)));
-	return cfg_err(c, line, "unknown team %s, expected one of %s%s",
-		       cfg_quote(c, s, strlen(s)), names,
-		       cfg_suggest_text(c, &sg));
 }
 
 /* ---- custom (non-scalar) keys ---- */
@@ -1212,6 +1253,60 @@ static const void *cfg_find_item(const void *arr, size_t n,
 	return NULL;
 }
 
+/* The item of the n at arr (laid out as sec says) named s; else NULL with
+ * an error at line naming sec->item, with a did-you-mean. The message
+ * lists the first 20 names, enough to spot a typo without a 10,000-name
+ * line. */
+static const void *cfg_lookup_item(struct cfg_ctx *c, int line, const char *s,
+				   const void *arr, size_t n,
+				   const struct cfg_section *sec)
+{
+	const void *it = cfg_find_item(arr, n, sec, str_cstr(s));
+	struct cfg_suggest sg;
+	struct buf b;
+	if (it)
+		return it;
+	cfg_suggest_init(&sg, str_cstr(s));
+	buf_init(&b, 0);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = *(char *const *)((const char *)arr +
+						    i * sec->size + sec->name_off);
+		cfg_suggest_try(&sg, name);
+		if (i < 20)
+			buf_printf(&b, "%s%s", i ? ", " : "", name);
+	}
+	if (n > 20)
+		buf_append_cstr(&b, ", ...");
+	const char *names = arena_strndup(c->a, b.p ? b.p : "", b.n);
+	buf_clear(&b);
+	/* sec->name is the list's key plus "[]": "teams[]" */
+	if (!n)
+		cfg_err(c, line, "unknown %s %s, %.*s: lists no %s", sec->item,
+			cfg_quote(c, s, strlen(s)), (int)strlen(sec->name) - 2,
+			sec->name, sec->item);
+	else
+		cfg_err(c, line, "unknown %s %s, expected one of %s%s", sec->item,
+			cfg_quote(c, s, strlen(s)), names, cfg_suggest_text(c, &sg));
+	return NULL;
+}
+
+static const struct cfg_section team_section;
+
+/* An identity's team must be in teams:, which config_post loads before
+ * identities. */
+static int cfg_parse_identity_team(struct cfg_ctx *c, int line, const char *s,
+				   void *base, const struct cfg_key *k)
+{
+	struct cfg_identity *id = base;
+	const struct cfg_team *t = cfg_lookup_item(c, line, s, c->cfg->teams,
+						   c->cfg->n_teams, &team_section);
+	UMB_UNUSED(k);
+	if (!t)
+		return UMB_ERR;
+	id->team = t->name;
+	return UMB_OK;
+}
+
 /* Load the cnt mappings of list n (cnt from cfg_list, bounds already
  * checked by the caller) with sec into a new arena array of sec->size
  * bytes per item, each item's line at sec->line_off and c->cur_item set
@@ -1282,22 +1377,39 @@ static int cfg_load_endpoints(struct cfg_ctx *c, yaml_node_t *n, void *base,
 			      &p->n_endpoints);
 }
 
-/* A list of at most CFG_MAX_LIST scalars into the (char **, size_t) at
- * k->off, k->off2; k->want and k->want_one name the list and an item in
- * messages. When k->parse is set each item goes through it as a key at
- * offset 0 of its own slot, so the scalar validators serve lists too.
- * lines, unless NULL, receives an arena array of the items' lines. */
+/* cfg_list, then k's bounds on the count: at least k->min (0 or 1) and
+ * at most k->max, or cap when k->max is 0. */
+static int cfg_list_bounded(struct cfg_ctx *c, yaml_node_t *n,
+			    const struct cfg_key *k, size_t cap, size_t *count)
+{
+	size_t max = k->max > 0 ? (size_t)k->max : cap;
+	int rc = cfg_list(c, n, k->want, count);
+	UMB_BUG_ON(k->min > 1);
+	if (rc)
+		return rc;
+	if (*count > max)
+		return cfg_err(c, NODE_LINE(n), "%zu %s, expected at most %zu",
+			       *count, k->name, max);
+	if (*count < (size_t)k->min)
+		return cfg_err(c, NODE_LINE(n), "expected a non-empty list of %s",
+			       k->want);
+	return UMB_OK;
+}
+
+/* A list of scalars (at most CFG_MAX_LIST, or as k bounds it) into the
+ * (char **, size_t) at k->off, k->off2; k->want and k->want_one name the
+ * list and an item in messages. When k->parse is set each item goes
+ * through it as a key at offset 0 of its own slot, so the scalar
+ * validators serve lists too; k->unique refuses repeats. lines, unless
+ * NULL, receives an arena array of the items' lines. */
 static int cfg_str_list(struct cfg_ctx *c, yaml_node_t *n, void *base,
 			const struct cfg_key *k, int **lines)
 {
 	const struct cfg_key slot = { .name = k->name, .off = 0 };
 	size_t cnt;
 	int rc;
-	if ((rc = cfg_list(c, n, k->want, &cnt)))
+	if ((rc = cfg_list_bounded(c, n, k, CFG_MAX_LIST, &cnt)))
 		return rc;
-	if (cnt > CFG_MAX_LIST)
-		return cfg_err(c, NODE_LINE(n), "%zu %s, expected at most %d",
-			       cnt, k->name, CFG_MAX_LIST);
 	char **v = arena_alloc(c->a, sizeof(char *) * (cnt ? cnt : 1));
 	int *ln = arena_alloc(c->a, sizeof(int) * (cnt ? cnt : 1));
 	for (size_t i = 0; i < cnt; i++) {
@@ -1311,6 +1423,11 @@ static int cfg_str_list(struct cfg_ctx *c, yaml_node_t *n, void *base,
 		rc = cfg_scalar(c, in, k->want_one, &v[i]);
 		if (!rc && k->parse)
 			rc = k->parse(c, ln[i], v[i], &v[i], &slot);
+		for (size_t j = 0; !rc && k->unique && j < i; j++)
+			if (!strcmp(v[j], v[i]))
+				rc = cfg_err(c, ln[i],
+					     "%s is listed twice (first at line %d), expected each entry once",
+					     cfg_quote(c, v[i], strlen(v[i])), ln[j]);
 		cfg_path_pop(c, old);
 		if (rc)
 			return rc;
@@ -1432,14 +1549,14 @@ static int cfg_load_models(struct cfg_ctx *c, yaml_node_t *n)
 			      &cfg->n_models);
 }
 
-/* A list of mappings (k->want: "teams"), any length up to CFG_MAX_ITEMS,
- * each loaded with k->sub by cfg_load_items, into the (array, count) at
- * k->off, k->off2. */
+/* A list of mappings (k->want: "teams"), up to CFG_MAX_ITEMS or as k
+ * bounds it, each loaded with k->sub by cfg_load_items, into the
+ * (array, count) at k->off, k->off2. */
 static int cfg_load_list(struct cfg_ctx *c, yaml_node_t *n, void *base,
 			 const struct cfg_key *k)
 {
 	size_t cnt;
-	int rc = cfg_list(c, n, k->want, &cnt);
+	int rc = cfg_list_bounded(c, n, k, CFG_MAX_ITEMS, &cnt);
 	if (rc)
 		return rc;
 	return cfg_load_items(c, n, cnt, k->sub, (char *)base + k->off,
@@ -1612,6 +1729,33 @@ static int provider_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 	return UMB_OK;
 }
 
+/* Exactly one of url and service. A service endpoint is reached through
+ * the tunnel: the origin only names it (the Host the connector sees);
+ * config_post checks that the service exists. */
+static int endpoint_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_endpoint *e = base;
+	if (e->url && e->service)
+		return cfg_err(c, NODE_LINE(n), "give either url or service, not both");
+	if (!e->url && !e->service)
+		return cfg_err(c, NODE_LINE(n),
+			       "missing url or service, expected exactly one of them");
+	if (e->service) {
+		e->scheme = SCHEME_SERVICE;
+		e->origin = arena_printf(c->a, "http://%s", e->service);
+		e->unix_path = NULL;
+	}
+	return UMB_OK;
+}
+
+static int tunnel_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_tunnel *t = base;
+	UMB_UNUSED(c);
+	t->enabled = n != NULL;
+	return UMB_OK;
+}
+
 static int price_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 {
 	struct cfg_price *p = base;
@@ -1652,6 +1796,99 @@ static int auth_check(struct cfg_ctx *c, yaml_node_t *root)
 			   auth_modes[cfg->auth_mode].name);
 }
 
+/* An address that binds every interface clashes with any on its port. */
+static bool cfg_host_is_any(const char *h)
+{
+	return !strcmp(h, "0.0.0.0") || !strcmp(h, "::");
+}
+
+/* "host:port" again, brackets around an IPv6 host, for messages. */
+static const char *cfg_addr_text(struct cfg_ctx *c, const char *host, int port)
+{
+	bool v6 = strchr(host, ':') != NULL;
+	return arena_printf(c->a, "%s%s%s:%d", v6 ? "[" : "", host,
+			    v6 ? "]" : "", port);
+}
+
+/* Once tls: is loaded too (it may come later in the file): the tunnel's
+ * certificate and CA default to tls:'s, and it needs both; its address
+ * must not be the gateway's own. Errors at the tunnel: line. */
+static int tunnel_check(struct cfg_ctx *c, yaml_node_t *root)
+{
+	struct config *cfg = c->cfg;
+	struct cfg_tunnel *t = &cfg->tunnel;
+	yaml_node_t *tn = cfg_map_get(c, root, "tunnel");
+	int rc = UMB_OK;
+	if (!t->enabled)
+		return UMB_OK;
+	size_t old = cfg_path_key(c, "tunnel");
+	if (!t->cert != !t->key) {
+		rc = cfg_err(c, NODE_LINE(tn),
+			     "cert and key must be given together (or neither, to use tls.cert and tls.key)");
+	} else if (!t->cert && !cfg->tls.enabled) {
+		rc = cfg_err(c, NODE_LINE(tn),
+			     "no certificate, expected cert and key here or in tls:");
+	} else if (!t->ca && !cfg->tls.client_ca) {
+		rc = cfg_err(c, NODE_LINE(tn),
+			     "no CA to verify connectors, expected ca here or tls.client_ca");
+	} else if (t->listen_port == cfg->listen_port &&
+		   (!strcasecmp(t->listen_host, cfg->listen_host) ||
+		    cfg_host_is_any(t->listen_host) ||
+		    cfg_host_is_any(cfg->listen_host))) {
+		yaml_node_t *ln = cfg_map_get(c, tn, "listen");
+		size_t old2 = cfg_path_key(c, "listen");
+		rc = cfg_err(c, ln ? NODE_LINE(ln) : NODE_LINE(tn),
+			     "%s clashes with the gateway's listen %s, expected a port of its own",
+			     cfg_addr_text(c, t->listen_host, t->listen_port),
+			     cfg_addr_text(c, cfg->listen_host, cfg->listen_port));
+		cfg_path_pop(c, old2);
+	}
+	cfg_path_pop(c, old);
+	if (rc)
+		return rc;
+	if (!t->cert) {
+		t->cert = cfg->tls.cert;
+		t->key = cfg->tls.key;
+	}
+	if (!t->ca)
+		t->ca = cfg->tls.client_ca;
+	return UMB_OK;
+}
+
+static const struct cfg_section service_section;
+
+/* services: needs tunnel: (wherever it is in the file), and every
+ * endpoint's service: names one of them. */
+static int services_check(struct cfg_ctx *c, yaml_node_t *root)
+{
+	struct config *cfg = c->cfg;
+	yaml_node_t *sn = cfg_map_get(c, root, "services");
+	if (sn && !cfg->tunnel.enabled)
+		return cfg_err_raw(c, NODE_LINE(sn),
+				   "services: needs tunnel: as well (connectors dial in through it)");
+	for (size_t i = 0; i < cfg->n_providers; i++) {
+		const struct cfg_provider *p = &cfg->providers[i];
+		for (size_t j = 0; j < p->n_endpoints; j++) {
+			const struct cfg_endpoint *e = &p->endpoints[j];
+			if (!e->service)
+				continue;
+			size_t old = c->path_len;
+			cfg_path_key(c, "providers");
+			cfg_path_index(c, i);
+			cfg_path_key(c, "endpoints");
+			cfg_path_index(c, j);
+			cfg_path_key(c, "service");
+			const void *sv = cfg_lookup_item(c, e->line, e->service,
+							 cfg->services, cfg->n_services,
+							 &service_section);
+			cfg_path_pop(c, old);
+			if (!sv)
+				return UMB_ERR;
+		}
+	}
+	return UMB_OK;
+}
+
 static const struct cfg_section config_section;
 
 /* n is the top-level mapping: every key is loaded, so the keys that refer
@@ -1680,7 +1917,24 @@ static int config_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 		if (rc)
 			return rc;
 	}
+	if ((rc = tunnel_check(c, n)) || (rc = services_check(c, n)))
+		return rc;
 	return auth_check(c, n);
+}
+
+/* The connector's checks across keys. */
+static int connector_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct connector_config *cc = base;
+	if (cc->reconnect_max_ms < cc->reconnect_base_ms) {
+		yaml_node_t *k = cfg_map_get(c, n, "reconnect_max_ms");
+		if (!k)
+			k = cfg_map_get(c, n, "reconnect_base_ms");
+		return cfg_err(c, k ? NODE_LINE(k) : 1,
+			       "reconnect_max_ms (%d) must be at least reconnect_base_ms (%d)",
+			       cc->reconnect_max_ms, cc->reconnect_base_ms);
+	}
+	return UMB_OK;
 }
 
 /* ---- the tables ---- */
@@ -1775,9 +2029,10 @@ static const struct cfg_section ejection_section = { "ejection", ejection_keys, 
 static const struct cfg_key endpoint_keys[] = {
 	KEY("name", CK_TEXT, struct cfg_endpoint, name, .parse = cfg_parse_ident, .required = true,
 	    .doc = "endpoint name, unique within the provider"),
-	KEY("url", CK_TEXT, struct cfg_endpoint, url, .parse = cfg_parse_endpoint_url, .required = true,
-	    .doc = "http://host[:port][/prefix], https://... or unix:///path.sock"),
-	UNIMPL("service", "dark service reached through a connector"),
+	KEY("url", CK_TEXT, struct cfg_endpoint, url, .parse = cfg_parse_endpoint_url,
+	    .doc = "http://host[:port][/prefix], https://... or unix:///path.sock; exclusive with service"),
+	KEY("service", CK_TEXT, struct cfg_endpoint, service, .parse = cfg_parse_name,
+	    .doc = "name of a dark service in services, reached through a connector; exclusive with url"),
 	KEY("weight", CK_INT, struct cfg_endpoint, weight, .def = "1", .min = 1, .max = 10000,
 	    .doc = "share of traffic among healthy primary endpoints"),
 	KEY("backup", CK_BOOL, struct cfg_endpoint, backup, .def = "false",
@@ -1789,8 +2044,8 @@ static const struct cfg_key endpoint_keys[] = {
 	.line_off = offsetof(st, line), .item = what, .shape = shp, .scope = scp
 
 static const struct cfg_section endpoint_section = {
-	"endpoints[]", endpoint_keys, UMB_ARRAY_LEN(endpoint_keys), NULL,
-	ITEMS(struct cfg_endpoint, "endpoint", "{ name, url, weight }", " within a provider"),
+	"endpoints[]", endpoint_keys, UMB_ARRAY_LEN(endpoint_keys), endpoint_post,
+	ITEMS(struct cfg_endpoint, "endpoint", "{ name, url | service, weight }", " within a provider"),
 };
 
 #define AZ PT(PROVIDER_AZURE)
@@ -1901,8 +2156,44 @@ static const struct cfg_section identity_section = {
 	ITEMS(struct cfg_identity, "identity", "{ name, team }", ""),
 };
 
+/* tunnel: and connector settings share these ranges. */
+#define PING_MS(st, nm, fld, text) \
+	KEY(nm, CK_INT, st, fld, .def = "10000", .min = 100, .max = 3600000, .doc = text)
+
+static const struct cfg_key tunnel_keys[] = {
+	KEY("listen", CK_TEXT, struct cfg_tunnel, listen_host, .off2 = offsetof(struct cfg_tunnel, listen_port),
+	    .parse = cfg_parse_listen, .required = true,
+	    .doc = "address connectors dial, host:port or [v6]:port; not the gateway's listen"),
+	KEY("cert", CK_PATH, struct cfg_tunnel, cert, .doc = "certificate shown to connectors (PEM); default tls.cert"),
+	KEY("key", CK_PATH, struct cfg_tunnel, key, .doc = "its private key (PEM); default tls.key"),
+	KEY("ca", CK_PATH, struct cfg_tunnel, ca, .doc = "CA bundle that verifies connectors; default tls.client_ca"),
+	PING_MS(struct cfg_tunnel, "ping_interval_ms", ping_interval_ms, "HTTP/2 PING period on each connector connection"),
+	PING_MS(struct cfg_tunnel, "ping_timeout_ms", ping_timeout_ms, "no PING ACK within this: the connection is dropped"),
+	KEY("max_streams", CK_INT, struct cfg_tunnel, max_streams, .def = "1000", .min = 1, .max = 100000,
+	    .doc = "concurrent requests per connector connection"),
+};
+static const struct cfg_section tunnel_section = { "tunnel", tunnel_keys, UMB_ARRAY_LEN(tunnel_keys), tunnel_post };
+
+static const struct cfg_key service_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_service, name, .parse = cfg_parse_name, .required = true,
+	    .doc = "service name, as endpoints and connectors give it; unique"),
+	KEY("hosts", CK_CUSTOM, struct cfg_service, hosts, .off2 = offsetof(struct cfg_service, n_hosts),
+	    .custom = cfg_load_strings, .parse = cfg_parse_name, .min = 1, .unique = true, .required = true,
+	    .want = "connector identity names", .want_one = "a connector identity name",
+	    .doc = "bind policy: the connector identities that may host the service"),
+	KEY("users", CK_CUSTOM, struct cfg_service, users, .off2 = offsetof(struct cfg_service, n_users),
+	    .custom = cfg_load_strings, .parse = cfg_parse_user, .unique = true, .required = true,
+	    .want = "team or identity names", .want_one = "a team or identity name, or \"*\"",
+	    .doc = "dial policy: the teams or identities that may use it, \"*\" for anyone; empty: nobody"),
+};
+static const struct cfg_section service_section = {
+	"services[]", service_keys, UMB_ARRAY_LEN(service_keys), NULL,
+	ITEMS(struct cfg_service, "service", "{ name, hosts, users }", ""),
+};
+
 static const struct cfg_key config_keys[] = {
-	KEY("listen", CK_TEXT, struct config, listen_host, .def = "127.0.0.1:8080", .parse = cfg_parse_listen,
+	KEY("listen", CK_TEXT, struct config, listen_host, .off2 = offsetof(struct config, listen_port),
+	    .def = "127.0.0.1:8080", .parse = cfg_parse_listen,
 	    .doc = "address the gateway listens on, host:port or [v6]:port"),
 	KEY("workers", CK_INT, struct config, workers, .def = "0", .min = 0, .max = 1024,
 	    .doc = "worker threads; 0 = number of CPUs"),
@@ -1915,7 +2206,8 @@ static const struct cfg_key config_keys[] = {
 	    .doc = "model backends"),
 	KEY("models", CK_CUSTOM, struct config, models, .custom = cfg_later, .required = true,
 	    .doc = "the model names clients use"),
-	UNIMPL("tunnel", "where connectors dial in"),
+	KEY("tunnel", CK_SECTION, struct config, tunnel, .sub = &tunnel_section,
+	    .doc = "where connectors dial in; present: the tunnel is on"),
 	KEY("store", CK_STR, struct config, store_url, .def = "sqlite://umbra.db",
 	    .doc = "identity store: sqlite://PATH (relative to the config file) or sqlite:///ABS"),
 	UNIMPL("audit", "audit log"),
@@ -1929,10 +2221,66 @@ static const struct cfg_key config_keys[] = {
 	KEY("identities", CK_CUSTOM, struct config, identities, .off2 = offsetof(struct config, n_identities),
 	    .custom = cfg_later, .sub = &identity_section, .want = "identities",
 	    .doc = "identity name to team, over the store and the certificate's OU"),
-	UNIMPL("services", "dark services"),
+	KEY("services", CK_CUSTOM, struct config, services, .off2 = offsetof(struct config, n_services),
+	    .custom = cfg_load_list, .sub = &service_section, .want = "services",
+	    .doc = "dark services reached through connectors; needs tunnel"),
 	UNIMPL("budgets", "budgets"),
 };
 static const struct cfg_section config_section = { "", config_keys, UMB_ARRAY_LEN(config_keys), config_post };
+
+/* The connector's config (umbra connect -c FILE). */
+
+static const struct cfg_key conn_identity_keys[] = {
+	KEY("cert", CK_PATH, struct connector_config, cert, .required = true,
+	    .doc = "this connector's certificate (PEM, kind connector)"),
+	KEY("key", CK_PATH, struct connector_config, key, .required = true, .doc = "its private key (PEM)"),
+	KEY("ca", CK_PATH, struct connector_config, ca, .required = true,
+	    .doc = "CA bundle that verifies the gateways' certificates"),
+};
+static const struct cfg_section conn_identity_section = {
+	"identity", conn_identity_keys, UMB_ARRAY_LEN(conn_identity_keys), NULL,
+};
+
+static const struct cfg_key conn_service_keys[] = {
+	KEY("name", CK_TEXT, struct conn_service, name, .parse = cfg_parse_name, .required = true,
+	    .doc = "service name, as the gateway's services list it; unique"),
+	KEY("upstream", CK_TEXT, struct conn_service, upstream, .parse = cfg_parse_conn_upstream, .required = true,
+	    .doc = "local server: http://host[:port][/prefix] or unix:///path.sock"),
+};
+static const struct cfg_section conn_service_section = {
+	"services[]", conn_service_keys, UMB_ARRAY_LEN(conn_service_keys), NULL,
+	ITEMS(struct conn_service, "service", "{ name, upstream }", ""),
+};
+
+static const struct cfg_key conn_log_keys[] = {
+	KEY("level", CK_ENUM, struct connector_config, log_level, .def = "info", .enums = log_levels,
+	    .doc = "debug | info | warn | error"),
+};
+static const struct cfg_section conn_log_section = { "log", conn_log_keys, UMB_ARRAY_LEN(conn_log_keys), NULL };
+
+#define CONN_MS(nm, fld, d, lo, hi, text) \
+	KEY(nm, CK_INT, struct connector_config, fld, .def = d, .min = lo, .max = hi, .doc = text)
+static const struct cfg_key connector_keys[] = {
+	{ .name = "identity", .kind = CK_SECTION, .off = 0, .sub = &conn_identity_section, .required = true,
+	  .doc = "certificate, key and CA: { cert, key, ca }" },
+	KEY("gateways", CK_CUSTOM, struct connector_config, gateways, .off2 = offsetof(struct connector_config, n_gateways),
+	    .custom = cfg_load_strings, .parse = cfg_parse_gateway, .min = 1, .max = 64, .unique = true, .required = true,
+	    .want = "gateway addresses", .want_one = "a gateway address (host:port)",
+	    .doc = "gateways to dial, host:port or [v6]:port; one connection each"),
+	KEY("services", CK_CUSTOM, struct connector_config, services, .off2 = offsetof(struct connector_config, n_services),
+	    .custom = cfg_load_list, .sub = &conn_service_section, .min = 1, .required = true, .want = "services",
+	    .doc = "the services this connector offers: { name, upstream }"),
+	PING_MS(struct connector_config, "ping_interval_ms", ping_interval_ms, "HTTP/2 PING period on each gateway connection"),
+	PING_MS(struct connector_config, "ping_timeout_ms", ping_timeout_ms, "no PING ACK within this: reconnect"),
+	CONN_MS("reconnect_base_ms", reconnect_base_ms, "250", 1, 3600000, "first reconnect backoff, doubled on each failure"),
+	CONN_MS("reconnect_max_ms", reconnect_max_ms, "30000", 1, 3600000, "backoff cap, at least reconnect_base_ms"),
+	CONN_MS("drain_timeout_ms", drain_timeout_ms, "30000", 0, 86400000, "grace for in-flight streams on SIGTERM"),
+	CONN_MS("connect_timeout_ms", connect_timeout_ms, "5000", 1, 86400000, "connect timeout to a gateway or a local upstream"),
+	{ .name = "log", .kind = CK_SECTION, .off = 0, .sub = &conn_log_section, .doc = "logging" },
+};
+static const struct cfg_section connector_section = {
+	"", connector_keys, UMB_ARRAY_LEN(connector_keys), connector_post,
+};
 
 /* ---- entry points ---- */
 
@@ -1995,13 +2343,41 @@ static char *cfg_abs_dir(struct arena *a, const char *dir)
 	return arena_printf(a, "%s/%s", strcmp(cwd, "/") ? cwd : "", dir);
 }
 
-struct config *config_load_string(const char *yaml, size_t len,
-				  const char *name, const char *dir,
-				  struct config_err *err)
+/** What a document loads into: the gateway's struct config or the
+ * connector's struct connector_config, each owning its arena and keeping
+ * its file name and directory at these offsets. */
+struct cfg_root {
+	const struct cfg_section *sec;
+	size_t size, arena_off, path_off, dir_off;
+	bool gateway;       /* the struct is a struct config (cfg_ctx.cfg) */
+	const char *needs;  /* "providers: and models:" */
+	const char *top;    /* "listen:, providers:, models: ..." */
+};
+
+#define ROOT(st) .size = sizeof(st), .arena_off = offsetof(st, arena), \
+	.path_off = offsetof(st, path), .dir_off = offsetof(st, dir)
+
+static const struct cfg_root gateway_root = {
+	&config_section, ROOT(struct config), true,
+	"providers: and models:", "listen:, providers:, models: ...",
+};
+static const struct cfg_root connector_root = {
+	&connector_section, ROOT(struct connector_config), false,
+	"identity:, gateways: and services:", "identity:, gateways:, services: ...",
+};
+
+/* Load one YAML document of len bytes as r says: the depth pre-check, one
+ * document with a mapping at the top, ${ENV} in values, r->sec's tables.
+ * Returns the new struct (it and everything it points to live in its
+ * arena), or NULL with err filled. name is used in messages; relative
+ * paths resolve against dir (NULL: the working directory). */
+static void *cfg_load_root(const struct cfg_root *r, const char *yaml,
+			   size_t len, const char *name, const char *dir,
+			   struct config_err *err)
 {
 	struct config_err scratch;
 	struct arena *a = arena_new(0);
-	struct config *cfg = arena_alloc(a, sizeof(*cfg));
+	char *base = arena_alloc(a, r->size);
 	struct cfg_ctx c = { 0 };
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -2011,12 +2387,13 @@ struct config *config_load_string(const char *yaml, size_t len,
 	if (!err)
 		err = &scratch;
 	err->msg[0] = 0;
-	cfg->arena = a;
-	cfg->path = arena_strndup(a, name ? name : "<string>", strlen(name ? name : "<string>"));
-	cfg->dir = cfg_abs_dir(a, dir);
-	c.cfg = cfg;
+	if (!name)
+		name = "<string>";
+	*(struct arena **)(base + r->arena_off) = a;
+	c.name = *(char **)(base + r->path_off) = arena_strndup(a, name, strlen(name));
+	c.dir = *(char **)(base + r->dir_off) = cfg_abs_dir(a, dir);
+	c.cfg = r->gateway ? (struct config *)base : NULL;
 	c.a = a;
-	c.name = cfg->path;
 	c.err = err;
 	c.doc = &doc;
 
@@ -2035,7 +2412,8 @@ struct config *config_load_string(const char *yaml, size_t len,
 	yaml_node_t *root = yaml_document_get_root_node(&doc);
 	if (!root) {
 		cfg_err_raw(&c, 1,
-			    "empty configuration, expected a mapping with at least providers: and models:");
+			    "empty configuration, expected a mapping with at least %s",
+			    r->needs);
 		goto out;
 	}
 	{
@@ -2056,27 +2434,30 @@ struct config *config_load_string(const char *yaml, size_t len,
 	}
 	if (root->type != YAML_MAPPING_NODE) {
 		cfg_err_raw(&c, NODE_LINE(root),
-			    "expected a mapping at the top level (listen:, providers:, models: ...), got a %s",
-			    cfg_node_kind(root));
+			    "expected a mapping at the top level (%s), got a %s",
+			    r->top, cfg_node_kind(root));
 		goto out;
 	}
-	rc = cfg_load_section(&c, root, &config_section, cfg);
+	rc = cfg_load_section(&c, root, r->sec, base);
 out:
 	if (have_doc)
 		yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
 	if (rc == UMB_OK)
-		return cfg;
+		return base;
 out_arena:
 	arena_free(a);
 	return NULL;
 }
 
-struct config *config_load_file(const char *path, struct config_err *err)
+/* Read the file at path (at most CFG_MAX_FILE bytes) and load it with
+ * cfg_load_root, relative paths resolving against the file's directory. */
+static void *cfg_load_root_file(const struct cfg_root *r, const char *path,
+				struct config_err *err)
 {
 	struct config_err scratch;
 	struct buf b;
-	struct config *cfg = NULL;
+	void *base = NULL;
 	FILE *f;
 	char chunk[16384];
 	size_t n;
@@ -2102,7 +2483,6 @@ struct config *config_load_file(const char *path, struct config_err *err)
 			 strerror(errno));
 		goto out;
 	}
-	/* Relative paths resolve against the file's own directory. */
 	char dir[PATH_MAX];
 	const char *slash = strrchr(path, '/');
 	if (!slash)
@@ -2113,11 +2493,42 @@ struct config *config_load_file(const char *path, struct config_err *err)
 		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
 	char real[PATH_MAX];
 	const char *d = realpath(dir, real) ? real : dir;
-	cfg = config_load_string(b.p ? b.p : "", b.n, path, d, err);
+	base = cfg_load_root(r, b.p ? b.p : "", b.n, path, d, err);
 out:
 	fclose(f);
 	buf_clear(&b);
-	return cfg;
+	return base;
+}
+
+struct config *config_load_string(const char *yaml, size_t len,
+				  const char *name, const char *dir,
+				  struct config_err *err)
+{
+	return cfg_load_root(&gateway_root, yaml, len, name, dir, err);
+}
+
+struct config *config_load_file(const char *path, struct config_err *err)
+{
+	return cfg_load_root_file(&gateway_root, path, err);
+}
+
+struct connector_config *connector_config_load_string(const char *yaml, size_t len,
+						      const char *name, const char *dir,
+						      struct config_err *err)
+{
+	return cfg_load_root(&connector_root, yaml, len, name, dir, err);
+}
+
+struct connector_config *connector_config_load_file(const char *path,
+						    struct config_err *err)
+{
+	return cfg_load_root_file(&connector_root, path, err);
+}
+
+void connector_config_free(struct connector_config *cc)
+{
+	if (cc)
+		arena_free(cc->arena); /* cc itself lives in the arena */
 }
 
 struct config *config_load_default(struct config_err *err)
@@ -2142,6 +2553,13 @@ const struct cfg_model *config_find_model(const struct config *cfg,
 		if (cfg->models[i].is_glob && str_glob(cfg->models[i].name, name))
 			return &cfg->models[i];
 	return NULL;
+}
+
+const struct cfg_service *config_find_service(const struct config *cfg,
+					      struct str name)
+{
+	return cfg_find_item(cfg->services, cfg->n_services, &service_section,
+			     name);
 }
 
 const struct cfg_team *config_find_team(const struct config *cfg,
@@ -2210,8 +2628,9 @@ void config_print_table(const struct config *cfg, FILE *out)
 		buf_reset(&b);
 		for (size_t e = 0; e < p->n_endpoints; e++) {
 			const struct cfg_endpoint *ep = &p->endpoints[e];
-			buf_printf(&b, "%s%s=%s (weight %d%s)", e ? ", " : "",
-				   ep->name, ep->url ? ep->url : "-", ep->weight,
+			buf_printf(&b, "%s%s=%s%s (weight %d%s)", e ? ", " : "",
+				   ep->name, ep->service ? "service:" : "",
+				   ep->service ? ep->service : ep->url, ep->weight,
 				   ep->backup ? ", backup" : "");
 		}
 		r[C_EP] = arena_strndup(a, b.p ? b.p : "", b.n);
@@ -2247,6 +2666,23 @@ void config_print_table(const struct config *cfg, FILE *out)
 			p->timeouts.idle_ms, p->max_attempts,
 			p->ejection.consecutive_failures, p->ejection.base_ms,
 			p->ejection.max_ms);
+	}
+	if (cfg->tunnel.enabled)
+		fprintf(out, "tunnel %s%s%s:%d: max_streams %d, ping every %dms (timeout %dms)\n",
+			strchr(cfg->tunnel.listen_host, ':') ? "[" : "",
+			cfg->tunnel.listen_host,
+			strchr(cfg->tunnel.listen_host, ':') ? "]" : "",
+			cfg->tunnel.listen_port, cfg->tunnel.max_streams,
+			cfg->tunnel.ping_interval_ms, cfg->tunnel.ping_timeout_ms);
+	for (size_t i = 0; i < cfg->n_services; i++) {
+		const struct cfg_service *sv = &cfg->services[i];
+		fprintf(out, "service %s: hosts ", sv->name);
+		for (size_t j = 0; j < sv->n_hosts; j++)
+			fprintf(out, "%s%s", j ? ", " : "", sv->hosts[j]);
+		fprintf(out, "; users ");
+		for (size_t j = 0; j < sv->n_users; j++)
+			fprintf(out, "%s%s", j ? ", " : "", sv->users[j]);
+		fprintf(out, "%s\n", sv->n_users ? "" : "(nobody)");
 	}
 	arena_free(a);
 }

@@ -35,7 +35,9 @@ enum endpoint_scheme { SCHEME_HTTP, SCHEME_HTTPS, SCHEME_UNIX, SCHEME_SERVICE };
 struct cfg_endpoint {
 	char *name;          /* endpoints[].name, or the provider name for `url:` */
 	char *url;           /* as written (after ${ENV}); NULL for service */
-	char *service;       /* dark service name (tunnel, later issue) */
+	char *service;       /* dark service name: reached through the tunnel;
+	                      * then scheme is SCHEME_SERVICE, origin is
+	                      * "http://<service>" and unix_path NULL */
 	enum endpoint_scheme scheme;
 	char *origin;        /* "http://host:port" + optional path prefix, no
 	                      * trailing '/'; for unix: "http://localhost" */
@@ -132,6 +134,29 @@ struct cfg_limits {
 	int max_connections;       /* per gateway, default 10000 */
 };
 
+/** tunnel: where connectors dial in (docs/tunnel.md). */
+struct cfg_tunnel {
+	bool enabled;        /* tunnel: present */
+	char *listen_host;   /* from listen: "host:port" */
+	int listen_port;
+	char *cert, *key;    /* absolute; default tls.cert / tls.key */
+	char *ca;            /* verifies connectors; default tls.client_ca */
+	int ping_interval_ms;   /* HTTP/2 PING period, default 10000 */
+	int ping_timeout_ms;    /* no PING ACK within this: drop, default 10000 */
+	int max_streams;        /* concurrent streams per connector connection,
+	                         * default 1000 */
+};
+
+/** services[]: a dark service, who may host it and who may use it. */
+struct cfg_service {
+	char *name;
+	char **hosts;   /* connector identity names (bind policy) */
+	size_t n_hosts;
+	char **users;   /* team or identity names, or "*" for anyone (dial policy) */
+	size_t n_users;
+	int line;
+};
+
 /** teams[]: who may use which models (DESIGN.md "teams"). */
 struct cfg_team {
 	char *name;
@@ -175,6 +200,9 @@ struct config {
 	size_t n_teams;
 	struct cfg_identity *identities;
 	size_t n_identities;
+	struct cfg_tunnel tunnel;
+	struct cfg_service *services;
+	size_t n_services;
 };
 
 /** Config errors carry file:line and what was expected. */
@@ -196,6 +224,9 @@ void config_free(struct config *cfg);
 /** Exact match first, then globs in config order; NULL if none. */
 const struct cfg_model *config_find_model(const struct config *cfg,
 					  struct str name);
+/** The service entry by exact name; NULL if none. */
+const struct cfg_service *config_find_service(const struct config *cfg,
+					      struct str name);
 /** The team or identity entry by exact name; NULL if none. */
 const struct cfg_team *config_find_team(const struct config *cfg,
 					struct str name);
@@ -209,5 +240,42 @@ const struct cfg_provider *config_find_provider(const struct config *cfg,
 void config_print_table(const struct config *cfg, FILE *out);
 
 const char *provider_type_name(enum provider_type t);
+
+/* ---- the connector's own config (umbra connect -c FILE) ---- */
+
+/** A service the connector hosts and the local server behind it. */
+struct conn_service {
+	char *name;
+	char *upstream;   /* as written: http://127.0.0.1:8000[/prefix] or unix:///path */
+	enum endpoint_scheme scheme; /* SCHEME_HTTP or SCHEME_UNIX only */
+	char *origin;     /* "http://host:port[/prefix]"; unix: "http://localhost" */
+	char *unix_path;  /* unix:// socket path, else NULL */
+	int line;
+};
+
+struct connector_config {
+	struct arena *arena;
+	char *path, *dir;
+	char *cert, *key, *ca;   /* identity: { cert, key, ca }, absolute */
+	char **gateways;         /* "host:port" (IPv6 as "[::1]:8443") */
+	size_t n_gateways;
+	struct conn_service *services;
+	size_t n_services;
+	int ping_interval_ms;    /* default 10000 */
+	int ping_timeout_ms;     /* default 10000 */
+	int reconnect_base_ms;   /* first backoff, default 250 */
+	int reconnect_max_ms;    /* backoff cap, default 30000 */
+	int drain_timeout_ms;    /* SIGTERM grace for in-flight streams, default 30000 */
+	int connect_timeout_ms;  /* to a gateway or a local upstream, default 5000 */
+	enum log_level log_level;
+};
+
+/** Load and validate a connector config; NULL with err (file:line). */
+struct connector_config *connector_config_load_file(const char *path,
+						    struct config_err *err);
+struct connector_config *connector_config_load_string(const char *yaml, size_t len,
+						      const char *name, const char *dir,
+						      struct config_err *err);
+void connector_config_free(struct connector_config *cc);
 
 #endif

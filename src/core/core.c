@@ -1,7 +1,11 @@
 /* core.c — strings, capped buffers, arenas, clocks, randomness, logging. */
 #include "core/core.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -545,4 +549,50 @@ void log_emit(enum log_level lvl, const char *fields, const char *fmt, ...)
 	buf_append(&b, "}", 1);
 	log_write_line(b.p, b.n);
 	buf_clear(&b);
+}
+
+int net_listen(const char *what, const char *host, int port, bool reuseport,
+	       int backlog, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	char ps[16];
+	snprintf(ps, sizeof ps, "%d", port);
+	int rc = getaddrinfo(host, ps, &hints, &ai);
+	if (rc) {
+		snprintf(err, errlen, "%s %s:%d: %s", what, host, port, gai_strerror(rc));
+		return -1;
+	}
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		if (reuseport)
+			setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	}
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, backlog)) {
+		snprintf(err, errlen, "%s %s:%d: %s", what, host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+void net_peer_name(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+		port = ntohs(s4->sin_port);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
+		port = ntohs(s6->sin6_port);
+	}
+	snprintf(out, cap, "%s:%d", host, port);
 }

@@ -153,6 +153,15 @@ char *umb_strndup(const char *s, size_t n);
 /* ---- time ---- */
 
 /** Monotonic clock in nanoseconds. */
+/** A non-blocking, close-on-exec TCP listener on host:port (SO_REUSEADDR,
+ * and SO_REUSEPORT when asked: one listener per worker); -1 with err
+ * ("WHAT HOST:PORT: reason") on failure. */
+int net_listen(const char *what, const char *host, int port, bool reuseport,
+	       int backlog, char *err, size_t errlen);
+/** "addr:port" of a peer (IPv4 or IPv6), "?:0" otherwise. */
+struct sockaddr_storage;
+void net_peer_name(const struct sockaddr_storage *ss, char *out, size_t cap);
+
 uint64_t clock_mono_ns(void);
 /** Wall clock in milliseconds since the epoch. */
 uint64_t clock_wall_ms(void);

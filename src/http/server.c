@@ -38,6 +38,7 @@
 
 #include "api/api.h"
 #include "identity/auth.h"
+#include "tunnel/tunnel.h"
 #include "metrics/metrics.h"
 #include "upstream/upstream.h"
 
@@ -1164,18 +1165,7 @@ static void worker_on_accept(evutil_socket_t lfd, short what, void *arg)
 		buf_init(&c->in, 0);
 		buf_init(&c->out, 0);
 		buf_init(&c->chunk_body, 0);
-		char host[INET6_ADDRSTRLEN] = "?";
-		int port = 0;
-		if (ss.ss_family == AF_INET) {
-			struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-			inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
-			port = ntohs(s4->sin_port);
-		} else if (ss.ss_family == AF_INET6) {
-			struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-			inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof host);
-			port = ntohs(s6->sin6_port);
-		}
-		snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+		net_peer_name(&ss, c->peer, sizeof c->peer);
 		c->ev_read = event_new(wp->w.base, fd, EV_READ | EV_PERSIST, conn_on_read, c);
 		c->ev_write = event_new(wp->w.base, fd, EV_WRITE | EV_PERSIST, conn_on_write, c);
 		c->ev_timer = evtimer_new(wp->w.base, conn_on_timer, c);
@@ -1315,34 +1305,6 @@ static void worker_on_tick(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(wp->w.base, NULL);
 }
 
-static int listen_socket(const char *host, int port, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
-	struct addrinfo *ai = NULL;
-	char ps[16];
-	snprintf(ps, sizeof ps, "%d", port);
-	int rc = getaddrinfo(host, ps, &hints, &ai);
-	if (rc) {
-		snprintf(err, errlen, "listen %s:%d: %s", host, port, gai_strerror(rc));
-		return -1;
-	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (fd >= 0) {
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-	}
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 4096)) {
-		snprintf(err, errlen, "listen %s:%d: %s", host, port, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
 /* ---- main thread: signals, reload, drain ---- */
 
 struct main_state {
@@ -1362,9 +1324,11 @@ static void main_on_poll_store(evutil_socket_t fd, short what, void *arg)
 	struct runtime *rt = runtime_acquire();
 	bool moved = auth_poll(ms->poller, rt->cfg);
 	runtime_release(rt);
-	if (moved)
+	if (moved) {
 		for (int i = 0; i < g_n_workers; i++)
 			worker_notify(&g_workers[i], NOTIFY_REVOKED);
+		tunnel_revoked();
+	}
 }
 
 static struct config *load_config(const char *path, struct config_err *err)
@@ -1389,6 +1353,10 @@ static void main_on_reload(evutil_socket_t sig, short what, void *arg)
 	if (strcmp(cfg->listen_host, cur->cfg->listen_host) || cfg->listen_port != cur->cfg->listen_port ||
 	    cfg->workers != cur->cfg->workers)
 		log_warn("reload: listen and workers changes take effect on restart");
+	if (cfg->tunnel.enabled != cur->cfg->tunnel.enabled ||
+	    (cfg->tunnel.enabled && (strcmp(cfg->tunnel.listen_host, cur->cfg->tunnel.listen_host) ||
+				     cfg->tunnel.listen_port != cur->cfg->tunnel.listen_port)))
+		log_warn("reload: adding, removing or moving tunnel.listen takes effect on restart");
 	char err[512];
 	struct runtime *rt = runtime_build(cfg, cur, err, sizeof err);
 	runtime_release(cur);
@@ -1401,6 +1369,7 @@ static void main_on_reload(evutil_socket_t sig, short what, void *arg)
 	upstream_health_runtime(ms->base, rt);
 	for (int i = 0; i < g_n_workers; i++)
 		worker_notify(&g_workers[i], NOTIFY_RELOAD);
+	tunnel_reload();
 	log_info("config reloaded from %s", ms->config_path ? ms->config_path : "<embedded>");
 }
 
@@ -1428,6 +1397,7 @@ static void main_on_term(evutil_socket_t sig, short what, void *arg)
 	log_info("signal %d: draining (up to %d ms)", (int)sig, ms_grace);
 	for (int i = 0; i < g_n_workers; i++)
 		worker_notify(&g_workers[i], NOTIFY_DRAIN);
+	tunnel_drain(); /* GOAWAY: streams in flight finish, no new ones */
 	upstream_health_stop();
 	struct timeval tv = { ms_grace / 1000, (ms_grace % 1000) * 1000 };
 	ms->ev_drain_deadline = evtimer_new(ms->base, main_on_drain_deadline, NULL);
@@ -1488,6 +1458,10 @@ int http_serve(const struct serve_opts *opts)
 	}
 	runtime_publish(rt);
 	cfg = rt->cfg;
+	if (tunnel_start(rt, err, sizeof err)) {
+		fprintf(stderr, "umbra: %s\n", err);
+		return 2;
+	}
 
 	int n = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (n < 1)
@@ -1505,7 +1479,8 @@ int http_serve(const struct serve_opts *opts)
 		wp->w.metrics = metrics_shard_get(i);
 		wp->rt = runtime_acquire();
 		wp->max_conns = UMB_MAX(1, cfg->limits.max_connections / n);
-		wp->listen_fd = listen_socket(cfg->listen_host, cfg->listen_port, err, sizeof err);
+		wp->listen_fd = net_listen("listen", cfg->listen_host, cfg->listen_port, true, 4096,
+					   err, sizeof err);
 		if (wp->listen_fd < 0) {
 			fprintf(stderr, "umbra: %s\n", err);
 			return 1;
@@ -1552,6 +1527,7 @@ int http_serve(const struct serve_opts *opts)
 	event_base_dispatch(ms.base);
 	pthread_join(joiner, NULL);
 	upstream_health_stop();
+	tunnel_stop();
 
 	/* orderly teardown so leak checkers see a clean exit */
 	for (int i = 0; i < n; i++) {

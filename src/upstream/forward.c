@@ -10,6 +10,7 @@
  * Re-entrancy: curl callbacks (header/write) only record and forward
  * bytes; every decision that ends a transfer runs from the done callback
  * or a timer, where removing an easy handle is allowed. */
+#include <limits.h>
 #include <stdlib.h>
 
 #include <event2/event.h>
@@ -17,6 +18,7 @@
 #include "api/api.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "tunnel/tunnel.h"
 #include "upstream/upstream_int.h"
 
 /* A stream with this much queued for a slow client pauses its upstream. */
@@ -45,7 +47,8 @@ struct fwd {
 	/* the current attempt */
 	int ep;
 	CURL *easy;           /* curl transfer, or */
-	struct h1_xfer *h1;   /* our own HTTP/1.1 exchange */
+	struct h1_xfer *h1;   /* our own HTTP/1.1 exchange, or */
+	struct tunnel_xfer *tx; /* a stream through a connector (dark service) */
 	struct curl_slist *hdrs;
 	struct event *timer;
 	uint64_t deadline_ns, attempt_start_ns;
@@ -116,6 +119,10 @@ static void fwd_attempt_end(struct fwd *f)
 	if (f->h1) {
 		upstream__h1_cancel(f->h1);
 		f->h1 = NULL;
+	}
+	if (f->tx) {
+		tunnel_xfer_cancel(f->tx);
+		f->tx = NULL;
 	}
 	if (f->hdrs) {
 		curl_slist_free_all(f->hdrs);
@@ -452,7 +459,7 @@ static void fwd_on_timer(evutil_socket_t fd, short what, void *arg)
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);
 	struct fwd *f = arg;
-	if (!f->easy && !f->h1)
+	if (!f->easy && !f->h1 && !f->tx)
 		return;
 	uint64_t now = clock_mono_ns();
 	if (now < f->deadline_ns) {
@@ -471,7 +478,7 @@ static void fwd_on_timer(evutil_socket_t fd, short what, void *arg)
 static void fwd_abort(struct req *r)
 {
 	struct fwd *f = r->handler;
-	if (f->easy || f->h1) {
+	if (f->easy || f->h1 || f->tx) {
 		metrics_upstream_error(r->w->metrics, f->pool->prov->name, fwd_ep(f)->name, "canceled");
 		if (!f->client_started)
 			r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
@@ -490,6 +497,8 @@ static void fwd_drain(struct req *r)
 		curl_easy_pause(f->easy, CURLPAUSE_CONT);
 	else if (f->h1)
 		upstream__h1_resume(f->h1);
+	else if (f->tx)
+		tunnel_xfer_resume(f->tx);
 }
 
 /* Our HTTP/1.1 client reports here; the exchange is already freed. */
@@ -497,6 +506,14 @@ static void fwd_on_h1_done(void *ctx, CURLcode code)
 {
 	struct fwd *f = ctx;
 	f->h1 = NULL;
+	fwd_on_done(&f->xfer, code);
+}
+
+/* Likewise for a tunnel exchange. */
+static void fwd_on_tunnel_done(void *ctx, CURLcode code)
+{
+	struct fwd *f = ctx;
+	f->tx = NULL;
 	fwd_on_done(&f->xfer, code);
 }
 
@@ -524,7 +541,7 @@ static void fwd_start_attempt(struct fwd *f)
 	f->usage = (struct provider_usage){ 0 };
 	metrics_upstream_attempt(r->w->metrics, prov->name, ep->name);
 
-	if (upstream__h1_eligible(ep)) {
+	if (ep->scheme == SCHEME_SERVICE || upstream__h1_eligible(ep)) {
 		struct h1_req rq = {
 			.path = str_cstr(pr.url + strlen(ep->origin)),
 			.headers = pr.headers,
@@ -538,9 +555,14 @@ static void fwd_start_attempt(struct fwd *f)
 			.ctx = f,
 		};
 		memcpy(rq.parts, pr.parts, pr.n_parts * sizeof pr.parts[0]);
-		struct h1_pool *hp = upstream__h1_pool(&f->uw->h1_pools, r->w->base, ep);
 		f->attempt_start_ns = clock_mono_ns();
 		fwd_timer_set(f, prov->timeouts.first_byte_ms);
+		if (ep->scheme == SCHEME_SERVICE) {
+			rq.on_done = fwd_on_tunnel_done;
+			f->tx = tunnel_xfer_start(r->w->base, ep->service, &rq);
+			return;
+		}
+		struct h1_pool *hp = upstream__h1_pool(&f->uw->h1_pools, r->w->base, ep);
 		f->h1 = upstream__h1_start(hp, &rq);
 		return;
 	}
@@ -625,6 +647,13 @@ static void fwd_next(struct fwd *f)
 			f->model = first;
 		} else if (f->next_fallback < first->n_fallbacks) {
 			f->model = first->fallback_models[f->next_fallback++];
+			const char *svc;
+			if (!tunnel_provider_allows(f->r->rt->cfg, f->model->provider, &f->r->who, &svc)) {
+				log_info("request %s: skipping fallback %s (service %s not allowed)",
+					 f->r->id, f->model->name, svc);
+				f->pool_attempts = INT_MAX; /* on to the next fallback */
+				continue;
+			}
 			log_info("request %s: falling back to model %s", f->r->id, f->model->name);
 		} else {
 			fwd_fail_final(f);

@@ -9,6 +9,7 @@
 
 #include "http/http.h"
 #include "metrics/metrics.h"
+#include "tunnel/tunnel.h"
 #include "upstream/upstream_int.h"
 
 struct hcheck {
@@ -193,5 +194,7 @@ int upstream_metrics(struct buf *out, void *arg)
 						 atomic_load(&p->st[j].ejections));
 		}
 	}
+	if (!rc && rt->cfg->tunnel.enabled)
+		rc = tunnel_metrics(out, rt->cfg);
 	return rc;
 }

@@ -4,6 +4,7 @@
  * passive ejection with exponential backoff. */
 #include <stdlib.h>
 
+#include "tunnel/tunnel.h"
 #include "upstream/upstream_int.h"
 
 struct upstream_set *upstream_set_new(const struct config *cfg,
@@ -68,6 +69,10 @@ struct pool *upstream__pool(struct upstream_set *set, const struct cfg_provider 
 
 bool upstream__usable(struct pool *p, size_t i, uint64_t now_ms)
 {
+	const struct cfg_endpoint *ep = &p->prov->endpoints[i];
+	/* a dark service is healthy while a connector hosts it */
+	if (ep->scheme == SCHEME_SERVICE && !tunnel_service_up(ep->service))
+		return false;
 	return atomic_load_explicit(&p->st[i].healthy, memory_order_relaxed) &&
 	       atomic_load_explicit(&p->st[i].ejected_until_ms, memory_order_relaxed) <= now_ms;
 }

@@ -1,5 +1,7 @@
-/* fuzz_config.c — libFuzzer target for the config loader: YAML, ${ENV}
- * expansion, URL/listen parsing, fallbacks and the check table.
+/* fuzz_config.c — libFuzzer target for the config loaders: YAML, ${ENV}
+ * expansion, URL/listen parsing, fallbacks, the tunnel and services and the
+ * check table. Each input is loaded both as a gateway config and as a
+ * connector config (umbra connect), one target for the shared machinery.
  *
  *   clang -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -Isrc \
  *     tests/fuzz/fuzz_config.c src/config/config.c src/config/default.c \
@@ -31,10 +33,38 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
-/** One input: load it; on success walk the result like the server would. */
+/* Load the input as a connector config and check what the connector
+ * relies on. */
+static void fuzz_connector(const uint8_t *data, size_t size)
+{
+	struct config_err err;
+	struct connector_config *cc = connector_config_load_string(
+		(const char *)data, size, "fuzz.yaml", "/tmp", &err);
+	if (!cc) {
+		if (strncmp(err.msg, "fuzz.yaml:", 10) != 0)
+			abort();
+		return;
+	}
+	if (!cc->cert || !cc->key || !cc->ca || cc->n_gateways < 1 ||
+	    cc->n_gateways > 64 || cc->n_services < 1 ||
+	    cc->reconnect_max_ms < cc->reconnect_base_ms)
+		abort();
+	for (size_t i = 0; i < cc->n_services; i++) {
+		const struct conn_service *sv = &cc->services[i];
+		if (!sv->name || !sv->origin ||
+		    (sv->scheme != SCHEME_HTTP && sv->scheme != SCHEME_UNIX) ||
+		    (sv->scheme == SCHEME_UNIX) != (sv->unix_path != NULL))
+			abort();
+	}
+	connector_config_free(cc);
+}
+
+/** One input: load it as both kinds of config; on success walk the
+ * result like the server (or the connector) would. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct config_err err;
+	fuzz_connector(data, size);
 	struct config *cfg = config_load_string((const char *)data, size,
 						"fuzz.yaml", "/tmp", &err);
 	if (!cfg) {
@@ -54,6 +84,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!m->fallback_models[f] || m->fallback_models[f]->is_glob)
 				abort();
 	}
+	/* a service endpoint names a configured service; services need the
+	 * tunnel, and the tunnel has a certificate and a CA */
+	for (size_t i = 0; i < cfg->n_providers; i++)
+		for (size_t j = 0; j < cfg->providers[i].n_endpoints; j++) {
+			const struct cfg_endpoint *e = &cfg->providers[i].endpoints[j];
+			if ((e->scheme == SCHEME_SERVICE) != (e->service != NULL) ||
+			    (e->service && (e->url || e->unix_path ||
+					    !config_find_service(cfg, str_cstr(e->service)))))
+				abort();
+		}
+	if (cfg->n_services && !cfg->tunnel.enabled)
+		abort();
+	if (cfg->tunnel.enabled && (!cfg->tunnel.cert || !cfg->tunnel.key ||
+				    !cfg->tunnel.ca || !cfg->tunnel.listen_host))
+		abort();
 	config_free(cfg);
 	return 0;
 }

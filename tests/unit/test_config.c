@@ -1,6 +1,7 @@
 /* test_config.c — config loading: every error class with its exact
- * file:line, ${ENV}, defaults, paths, globs, fallbacks, the embedded default
- * and the example file.
+ * file:line, ${ENV}, defaults, paths, globs, fallbacks, the tunnel and dark
+ * services, the connector's own config, the embedded default and the
+ * example files.
  *
  * The .c file is #included (STYLE.md "Tests") so the key tables can be
  * checked against docs/config.md; link with core.o and default.o only. */
@@ -27,17 +28,37 @@ static struct config *load(const char *yaml, struct config_err *e)
 	return config_load_string(yaml, strlen(yaml), "t.yaml", "/etc/umbra", e);
 }
 
-/* The load must fail with exactly `want`. */
-static void expect_err(const char *yaml, const char *want)
+/* The connector's config: named "c.yaml" in messages. */
+static struct connector_config *conn_load(const char *yaml, struct config_err *e)
+{
+	return connector_config_load_string(yaml, strlen(yaml), "c.yaml", "/etc/umbra", e);
+}
+
+/* Loading yaml as a gateway config (or a connector config, with conn)
+ * must fail with exactly `want`. */
+static void expect_err_as(bool conn, const char *yaml, const char *want)
 {
 	struct config_err e;
-	struct config *c = load(yaml, &e);
+	void *c = conn ? (void *)conn_load(yaml, &e) : (void *)load(yaml, &e);
 	if (c) {
-		config_free(c);
+		if (conn)
+			connector_config_free(c);
+		else
+			config_free(c);
 		fail_msg("loaded, expected error: %s", want);
 	}
 	if (strcmp(e.msg, want))
 		fail_msg("\n got: %s\nwant: %s", e.msg, want);
+}
+
+static void expect_err(const char *yaml, const char *want)
+{
+	expect_err_as(false, yaml, want);
+}
+
+static void conn_expect_err(const char *yaml, const char *want)
+{
+	expect_err_as(true, yaml, want);
 }
 
 /* The load must fail with a message starting with `prefix`. */
@@ -53,13 +74,36 @@ static void expect_err_prefix(const char *yaml, const char *prefix)
 		fail_msg("\n got: %s\nwant prefix: %s", e.msg, prefix);
 }
 
-static struct config *must_load(const char *yaml)
+/* Loading yaml as a gateway config (or a connector config) must work. */
+static void *must_load_as(bool conn, const char *yaml)
 {
 	struct config_err e;
-	struct config *c = load(yaml, &e);
+	void *c = conn ? (void *)conn_load(yaml, &e) : (void *)load(yaml, &e);
 	if (!c)
 		fail_msg("load failed: %s", e.msg);
 	return c;
+}
+
+static struct config *must_load(const char *yaml)
+{
+	return must_load_as(false, yaml);
+}
+
+static struct connector_config *conn_must_load(const char *yaml)
+{
+	return must_load_as(true, yaml);
+}
+
+/* What `umbra check` prints for c (free it). */
+static char *table_of(const struct config *c)
+{
+	char *out = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&out, &n);
+	assert_non_null(f);
+	config_print_table(c, f);
+	fclose(f);
+	return out;
 }
 
 /* ---- defaults ---- */
@@ -316,10 +360,8 @@ static void test_unknown_keys(void **state)
 static void test_unimplemented(void **state)
 {
 	UMB_UNUSED(state);
-	expect_err(PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
-		   "t.yaml:9: tunnel is not implemented in this build yet");
 	const char *sections[] = { "audit", "crypto", "airgapped", "routing",
-				   "services", "budgets" };
+				   "budgets" };
 	for (size_t i = 0; i < UMB_ARRAY_LEN(sections); i++) {
 		char y[512], want[128];
 		snprintf(y, sizeof(y), "%s: x\n" PROV MOD, sections[i]);
@@ -335,8 +377,6 @@ static void test_unimplemented(void **state)
 		snprintf(want, sizeof(want), "t.yaml:3: providers[0].type: provider type %s is not implemented in this build yet (implemented: openai)", types[i]);
 		expect_err(y, want);
 	}
-	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: d, service: vllm-pii }\n" MOD,
-		   "t.yaml:5: providers[0].endpoints[0].service is not implemented in this build yet");
 }
 
 static void test_provider_type(void **state)
@@ -943,6 +983,444 @@ static void test_team_allows(void **state)
 	config_free(c);
 }
 
+/* ---- tunnel, services, service endpoints ---- */
+
+/* TLS_CA on line 1, the tunnel on line 2. */
+#define TUN TLS_CA "tunnel: { listen: \"0.0.0.0:8443\" }\n"
+
+static void test_tunnel(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(PROV MOD);
+	assert_false(c->tunnel.enabled);
+	assert_int_equal(c->n_services, 0);
+	config_free(c);
+
+	/* cert, key and CA come from tls:, even when it comes later */
+	const char *from_tls[] = {
+		TLS_CA PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
+		"tunnel:\n  listen: \"0.0.0.0:8443\"\n" TLS_CA PROV MOD,
+	};
+	for (size_t i = 0; i < UMB_ARRAY_LEN(from_tls); i++) {
+		c = must_load(from_tls[i]);
+		const struct cfg_tunnel *t = &c->tunnel;
+		assert_true(t->enabled);
+		assert_string_equal(t->listen_host, "0.0.0.0");
+		assert_int_equal(t->listen_port, 8443);
+		assert_string_equal(t->cert, "/etc/umbra/gw.crt");
+		assert_string_equal(t->key, "/etc/umbra/gw.key");
+		assert_string_equal(t->ca, "/etc/umbra/ca.crt");
+		assert_int_equal(t->ping_interval_ms, 10000);
+		assert_int_equal(t->ping_timeout_ms, 10000);
+		assert_int_equal(t->max_streams, 1000);
+		/* the gateway's own listen is untouched */
+		assert_string_equal(c->listen_host, "127.0.0.1");
+		assert_int_equal(c->listen_port, 8080);
+		config_free(c);
+	}
+
+	/* its own, without tls: at all */
+	c = must_load(PROV MOD "tunnel: { listen: \"[::]:8443\", cert: t.crt, key: /k/t.key, ca: tca.crt,\n"
+		      "  ping_interval_ms: 100, ping_timeout_ms: 3600000, max_streams: 100000 }\n");
+	assert_false(c->tls.enabled);
+	assert_string_equal(c->tunnel.listen_host, "::");
+	assert_string_equal(c->tunnel.cert, "/etc/umbra/t.crt");
+	assert_string_equal(c->tunnel.key, "/k/t.key");
+	assert_string_equal(c->tunnel.ca, "/etc/umbra/tca.crt");
+	assert_int_equal(c->tunnel.ping_interval_ms, 100);
+	assert_int_equal(c->tunnel.ping_timeout_ms, 3600000);
+	assert_int_equal(c->tunnel.max_streams, 100000);
+	config_free(c);
+
+	/* the same port on another specific address is allowed */
+	c = must_load(TLS_CA "listen: \"127.0.0.1:8443\"\n" PROV MOD "tunnel: { listen: \"10.0.0.1:8443\" }\n");
+	assert_int_equal(c->tunnel.listen_port, 8443);
+	config_free(c);
+
+	/* block sections report at their first line inside */
+	expect_err(PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
+		   "t.yaml:9: tunnel: no certificate, expected cert and key here or in tls:");
+	expect_err(TLS_CA PROV MOD "tunnel: { listen: \"0.0.0.0:8443\", cert: t.crt }\n",
+		   "t.yaml:9: tunnel: cert and key must be given together (or neither, to use tls.cert and tls.key)");
+	expect_err(PROV MOD "tunnel: { listen: \"0.0.0.0:8443\", key: t.key, ca: ca.crt }\n",
+		   "t.yaml:8: tunnel: cert and key must be given together (or neither, to use tls.cert and tls.key)");
+	expect_err("tls: { cert: gw.crt, key: gw.key }\n" PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
+		   "t.yaml:10: tunnel: no CA to verify connectors, expected ca here or tls.client_ca");
+	expect_err(PROV MOD "tunnel: { listen: \"0.0.0.0:8443\", cert: t.crt, key: t.key }\n",
+		   "t.yaml:8: tunnel: no CA to verify connectors, expected ca here or tls.client_ca");
+	expect_err(TLS_CA "listen: \"127.0.0.1:8443\"\n" PROV MOD "tunnel:\n  listen: \"0.0.0.0:8443\"\n",
+		   "t.yaml:11: tunnel.listen: 0.0.0.0:8443 clashes with the gateway's listen 127.0.0.1:8443, expected a port of its own");
+	expect_err(TLS_CA PROV MOD "tunnel: { listen: \"127.0.0.1:8080\" }\n",
+		   "t.yaml:9: tunnel.listen: 127.0.0.1:8080 clashes with the gateway's listen 127.0.0.1:8080, expected a port of its own");
+	expect_err(TLS_CA "listen: \"[::]:9000\"\n" PROV MOD "tunnel: { listen: \"[::1]:9000\" }\n",
+		   "t.yaml:10: tunnel.listen: [::1]:9000 clashes with the gateway's listen [::]:9000, expected a port of its own");
+	expect_err(TLS_CA PROV MOD "tunnel: { cert: a, key: b }\n",
+		   "t.yaml:9: tunnel: missing required key \"listen\" (address connectors dial, host:port or [v6]:port; not the gateway's listen)");
+	expect_err(TLS_CA PROV MOD "tunnel:\n",
+		   "t.yaml:9: tunnel: missing required key \"listen\" (address connectors dial, host:port or [v6]:port; not the gateway's listen)");
+	expect_err_prefix(TLS_CA PROV MOD "tunnel: { listen: gw }\n",
+			  "t.yaml:9: tunnel.listen: invalid address \"gw\", expected \"host:port\"");
+	expect_err(TLS_CA PROV MOD "tunnel: { listen: \"0.0.0.0:8443\", ping_interval_ms: 99 }\n",
+		   "t.yaml:9: tunnel.ping_interval_ms: \"99\" is out of range, expected an integer from 100 to 3600000");
+	expect_err(TLS_CA PROV MOD "tunnel: { listen: \"0.0.0.0:8443\", max_streams: 0 }\n",
+		   "t.yaml:9: tunnel.max_streams: \"0\" is out of range, expected an integer from 1 to 100000");
+	expect_err(TLS_CA PROV MOD "tunnel: { listen: \"0.0.0.0:8443\", max_stream: 5 }\n",
+		   "t.yaml:9: tunnel: unknown key \"max_stream\" (did you mean \"max_streams\"?)");
+	expect_err(TLS_CA PROV MOD "tunnel: [a]\n",
+		   "t.yaml:9: tunnel: expected a mapping (key: value ...), got a list");
+}
+
+static void test_services(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(TUN PROV MOD
+		"services:\n"
+		"  - name: vllm-pii\n"
+		"    hosts: [gpu-1, gpu-2@corp]\n"
+		"    users: [compliance, alice@corp, \"*\"]\n"
+		"  - { name: ollama, hosts: [gpu-1], users: [] }\n"
+		"  - { name: idle, hosts: [gpu-3], users: }\n");
+	assert_int_equal(c->n_services, 3);
+	const struct cfg_service *sv = &c->services[0];
+	assert_string_equal(sv->name, "vllm-pii");
+	assert_int_equal(sv->line, 11);
+	assert_int_equal(sv->n_hosts, 2);
+	assert_string_equal(sv->hosts[0], "gpu-1");
+	assert_string_equal(sv->hosts[1], "gpu-2@corp");
+	assert_int_equal(sv->n_users, 3);
+	assert_string_equal(sv->users[0], "compliance");
+	assert_string_equal(sv->users[1], "alice@corp");
+	assert_string_equal(sv->users[2], "*");
+	assert_int_equal(c->services[1].n_users, 0); /* nobody */
+	assert_int_equal(c->services[1].line, 14);
+	assert_int_equal(c->services[2].n_users, 0);
+
+	assert_ptr_equal(config_find_service(c, STR("vllm-pii")), &c->services[0]);
+	assert_ptr_equal(config_find_service(c, STR("ollama")), &c->services[1]);
+	assert_null(config_find_service(c, STR("vllm")));
+	assert_null(config_find_service(c, STR("vllm-pii2")));
+	assert_null(config_find_service(c, STR("VLLM-PII")));
+	assert_null(config_find_service(c, STR("")));
+	config_free(c);
+
+	c = must_load(TUN PROV MOD "services: []\n");
+	assert_int_equal(c->n_services, 0);
+	assert_null(config_find_service(c, STR("x")));
+	config_free(c);
+	c = must_load(PROV MOD);
+	assert_null(config_find_service(c, STR("x")));
+	config_free(c);
+
+	expect_err(PROV MOD "services:\n  - { name: s, hosts: [h], users: [] }\n",
+		   "t.yaml:9: services: needs tunnel: as well (connectors dial in through it)");
+	expect_err(PROV MOD "services: []\n",
+		   "t.yaml:8: services: needs tunnel: as well (connectors dial in through it)");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, hosts: [], users: [] }\n",
+		   "t.yaml:11: services[0].hosts: expected a non-empty list of connector identity names");
+	expect_err(TUN PROV MOD "services:\n  - name: s\n    hosts:\n    users: []\n",
+		   "t.yaml:12: services[0].hosts: expected a non-empty list of connector identity names");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, users: [] }\n",
+		   "t.yaml:11: services[0]: missing required key \"hosts\" (bind policy: the connector identities that may host the service)");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, hosts: [h] }\n",
+		   "t.yaml:11: services[0]: missing required key \"users\" (dial policy: the teams or identities that may use it, \"*\" for anyone; empty: nobody)");
+	expect_err(TUN PROV MOD "services:\n  - name: s\n    hosts: [h]\n    users: [ok, \"bob smith\"]\n",
+		   "t.yaml:13: services[0].users[1]: invalid name \"bob smith\", expected letters, digits, '.', '_', '@' or '-', or \"*\" for anyone");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, hosts: [h], users: [\"**\"] }\n",
+		   "t.yaml:11: services[0].users[0]: invalid name \"**\", expected letters, digits, '.', '_', '@' or '-', or \"*\" for anyone");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, hosts: [\"*\"], users: [] }\n",
+		   "t.yaml:11: services[0].hosts[0]: invalid name \"*\", expected letters, digits, '.', '_', '@' or '-'");
+	expect_err(TUN PROV MOD "services:\n  - { name: \"a/b\", hosts: [h], users: [] }\n",
+		   "t.yaml:11: services[0].name: invalid name \"a/b\", expected letters, digits, '.', '_', '@' or '-'");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, hosts: [h], users: [] }\n  - { name: s, hosts: [g], users: [] }\n",
+		   "t.yaml:12: services[1]: duplicate service name \"s\" (first at line 11), expected unique names");
+	expect_err(TUN PROV MOD "services:\n  - name: s\n    hosts:\n      - h\n      - h\n    users: []\n",
+		   "t.yaml:14: services[0].hosts[1]: \"h\" is listed twice (first at line 13), expected each entry once");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, host: [h], users: [] }\n",
+		   "t.yaml:11: services[0]: unknown key \"host\" (did you mean \"hosts\"?)");
+	expect_err(TUN PROV MOD "services:\n  - { name: s, hosts: h, users: [] }\n",
+		   "t.yaml:11: services[0].hosts: expected a list of connector identity names, got a scalar");
+}
+
+/* TUN and one service on lines 1-4; a provider from line 5 whose first
+ * endpoint (line 9) is the service's. */
+#define SVC "services:\n  - { name: vllm-pii, hosts: [gpu-1], users: [\"*\"] }\n"
+#define SVC_EP(ep) TUN SVC "providers:\n  - name: p\n    type: openai\n    endpoints:\n" \
+	"      - " ep "\n      - { name: h, url: \"http://a\" }\n" MOD
+
+static void test_endpoint_service(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(SVC_EP("{ name: d, service: vllm-pii, weight: 2 }"));
+	const struct cfg_provider *p = &c->providers[0];
+	assert_int_equal(p->n_endpoints, 2);
+	const struct cfg_endpoint *e = &p->endpoints[0];
+	assert_string_equal(e->name, "d");
+	assert_int_equal(e->scheme, SCHEME_SERVICE);
+	assert_string_equal(e->service, "vllm-pii");
+	assert_string_equal(e->origin, "http://vllm-pii");
+	assert_null(e->url);
+	assert_null(e->unix_path);
+	assert_int_equal(e->weight, 2);
+	assert_int_equal(e->line, 9);
+	assert_ptr_equal(config_find_service(c, str_cstr(e->service)), &c->services[0]);
+	assert_null(p->endpoints[1].service);
+	assert_int_equal(p->endpoints[1].scheme, SCHEME_HTTP);
+
+	char *out = table_of(c);
+	assert_non_null(strstr(out, "d=service:vllm-pii (weight 2), h=http://a (weight 1)\n"));
+	assert_non_null(strstr(out, "tunnel 0.0.0.0:8443: max_streams 1000, ping every 10000ms (timeout 10000ms)\n"));
+	assert_non_null(strstr(out, "service vllm-pii: hosts gpu-1; users *\n"));
+	free(out);
+	config_free(c);
+
+	/* services and tunnel may come after the endpoints that use them */
+	c = must_load("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: d, service: s }\n"
+		      MOD SVC "  - { name: s, hosts: [h], users: [] }\n" TUN);
+	assert_int_equal(c->providers[0].endpoints[0].scheme, SCHEME_SERVICE);
+	config_free(c);
+
+	expect_err(SVC_EP("{ name: d, service: vllm-pi }"),
+		   "t.yaml:9: providers[0].endpoints[0].service: unknown service \"vllm-pi\", expected one of vllm-pii (did you mean \"vllm-pii\"?)");
+	expect_err(SVC_EP("{ name: d, service: other }"),
+		   "t.yaml:9: providers[0].endpoints[0].service: unknown service \"other\", expected one of vllm-pii");
+	expect_err("providers:\n  - name: p\n    type: openai\n    endpoints:\n      - { name: d, service: s }\n" MOD,
+		   "t.yaml:5: providers[0].endpoints[0].service: unknown service \"s\", services: lists no service");
+	expect_err(SVC_EP("{ name: d, url: \"http://a\", service: vllm-pii }"),
+		   "t.yaml:9: providers[0].endpoints[0]: give either url or service, not both");
+	expect_err(SVC_EP("{ name: d, weight: 2 }"),
+		   "t.yaml:9: providers[0].endpoints[0]: missing url or service, expected exactly one of them");
+	expect_err(SVC_EP("{ name: d, service: \"vllm pii\" }"),
+		   "t.yaml:9: providers[0].endpoints[0].service: invalid name \"vllm pii\", expected letters, digits, '.', '_', '@' or '-'");
+	expect_err(SVC_EP("{ name: d, servce: vllm-pii }"),
+		   "t.yaml:9: providers[0].endpoints[0]: unknown key \"servce\" (did you mean \"service\"?)");
+	/* a provider's url: stays a URL */
+	expect_err(TUN SVC "providers:\n  - { name: p, type: openai, url: \"vllm-pii\" }\n" MOD,
+		   "t.yaml:6: providers[0].url: unsupported URL \"vllm-pii\", expected http://host[:port][/prefix], https://host[:port][/prefix] or unix:///absolute/path.sock");
+}
+
+/* ---- the connector's config ---- */
+
+#define CONN_ID "identity: { cert: c.crt, key: c.key, ca: ca.crt }\n"
+#define CONN_GW "gateways: [\"gw.example.com:8443\"]\n"
+#define CONN_SVC "services:\n  - { name: vllm, upstream: \"http://127.0.0.1:8000\" }\n"
+#define CONN CONN_ID CONN_GW CONN_SVC /* lines 1-4 */
+
+/* want: ping interval and timeout, reconnect base and max, drain and
+ * connect timeouts, log level. */
+static void assert_conn_numbers(const struct connector_config *cc, const int want[7])
+{
+	assert_int_equal(cc->ping_interval_ms, want[0]);
+	assert_int_equal(cc->ping_timeout_ms, want[1]);
+	assert_int_equal(cc->reconnect_base_ms, want[2]);
+	assert_int_equal(cc->reconnect_max_ms, want[3]);
+	assert_int_equal(cc->drain_timeout_ms, want[4]);
+	assert_int_equal(cc->connect_timeout_ms, want[5]);
+	assert_int_equal(cc->log_level, want[6]);
+}
+
+static void test_connector_defaults(void **state)
+{
+	UMB_UNUSED(state);
+	struct connector_config *cc = conn_must_load(CONN);
+	assert_string_equal(cc->path, "c.yaml");
+	assert_string_equal(cc->dir, "/etc/umbra");
+	assert_string_equal(cc->cert, "/etc/umbra/c.crt");
+	assert_string_equal(cc->key, "/etc/umbra/c.key");
+	assert_string_equal(cc->ca, "/etc/umbra/ca.crt");
+	assert_int_equal(cc->n_gateways, 1);
+	assert_string_equal(cc->gateways[0], "gw.example.com:8443");
+	assert_int_equal(cc->n_services, 1);
+	const struct conn_service *sv = &cc->services[0];
+	assert_string_equal(sv->name, "vllm");
+	assert_string_equal(sv->upstream, "http://127.0.0.1:8000");
+	assert_int_equal(sv->scheme, SCHEME_HTTP);
+	assert_string_equal(sv->origin, "http://127.0.0.1:8000");
+	assert_null(sv->unix_path);
+	assert_int_equal(sv->line, 4);
+	assert_conn_numbers(cc, (const int[]){ 10000, 10000, 250, 30000, 30000, 5000, LOG_INFO });
+	connector_config_free(cc);
+	connector_config_free(NULL);
+}
+
+static void test_connector_all_keys(void **state)
+{
+	UMB_UNUSED(state);
+	setenv("UMB_T_GW", "gw2.example.com:9443", 1);
+	struct connector_config *cc = conn_must_load(
+		"identity:\n  cert: /pki/c.crt\n  key: pki/c.key\n  ca: pki/ca.crt\n"
+		"gateways: [\"gw1.example.com:8443\", \"${UMB_T_GW}\", \"[::1]:8443\", \"10.0.0.1:1\"]\n"
+		"services:\n"
+		"  - { name: vllm-pii, upstream: \"http://127.0.0.1:8000/v1/\" }\n"
+		"  - name: ollama\n"
+		"    upstream: \"unix:///run/ollama.sock\"\n"
+		"ping_interval_ms: 100\nping_timeout_ms: 3600000\n"
+		"reconnect_base_ms: 1\nreconnect_max_ms: 1\n"
+		"drain_timeout_ms: 0\nconnect_timeout_ms: 86400000\n"
+		"log: { level: debug }\n");
+	assert_string_equal(cc->cert, "/pki/c.crt");
+	assert_string_equal(cc->key, "/etc/umbra/pki/c.key");
+	assert_int_equal(cc->n_gateways, 4);
+	assert_string_equal(cc->gateways[1], "gw2.example.com:9443");
+	assert_string_equal(cc->gateways[2], "[::1]:8443");
+	assert_int_equal(cc->n_services, 2);
+	assert_string_equal(cc->services[0].origin, "http://127.0.0.1:8000/v1");
+	const struct conn_service *u = &cc->services[1];
+	assert_string_equal(u->name, "ollama");
+	assert_int_equal(u->scheme, SCHEME_UNIX);
+	assert_string_equal(u->unix_path, "/run/ollama.sock");
+	assert_string_equal(u->origin, "http://localhost");
+	assert_string_equal(u->upstream, "unix:///run/ollama.sock");
+	assert_int_equal(u->line, 8);
+	assert_conn_numbers(cc, (const int[]){ 100, 3600000, 1, 1, 0, 86400000, LOG_DEBUG });
+	connector_config_free(cc);
+}
+
+static void test_connector_errors(void **state)
+{
+	UMB_UNUSED(state);
+	conn_expect_err(CONN_GW CONN_SVC,
+			"c.yaml:1: missing required key \"identity\" (certificate, key and CA: { cert, key, ca })");
+	conn_expect_err("identity: { cert: c.crt, key: c.key }\n" CONN_GW CONN_SVC,
+			"c.yaml:1: identity: missing required key \"ca\" (CA bundle that verifies the gateways' certificates)");
+	conn_expect_err("identity:\n" CONN_GW CONN_SVC,
+			"c.yaml:1: identity: missing required key \"cert\" (this connector's certificate (PEM, kind connector))");
+	conn_expect_err(CONN_ID CONN_SVC,
+			"c.yaml:1: missing required key \"gateways\" (gateways to dial, host:port or [v6]:port; one connection each)");
+	conn_expect_err(CONN_ID CONN_GW,
+			"c.yaml:1: missing required key \"services\" (the services this connector offers: { name, upstream })");
+
+	conn_expect_err(CONN_ID "gateways: [gw.example.com]\n" CONN_SVC,
+			"c.yaml:2: gateways[0]: invalid address \"gw.example.com\", expected \"host:port\" (e.g. \"gw.example.com:8443\" or \"[2001:db8::1]:8443\") with port 1-65535");
+	conn_expect_err(CONN_ID "gateways: [\"gw:0\"]\n" CONN_SVC,
+			"c.yaml:2: gateways[0]: invalid address \"gw:0\", expected \"host:port\" (e.g. \"gw.example.com:8443\" or \"[2001:db8::1]:8443\") with port 1-65535");
+	conn_expect_err(CONN_ID "gateways:\n  - \"a:1\"\n  - \"b:2\"\n  - \"a:1\"\n" CONN_SVC,
+			"c.yaml:5: gateways[2]: \"a:1\" is listed twice (first at line 3), expected each entry once");
+	conn_expect_err(CONN_ID "gateways: []\n" CONN_SVC,
+			"c.yaml:2: gateways: expected a non-empty list of gateway addresses");
+	conn_expect_err(CONN_ID "gateways: \"a:1\"\n" CONN_SVC,
+			"c.yaml:2: gateways: expected a list of gateway addresses, got a scalar");
+	char *y = malloc(4096);
+	assert_non_null(y);
+	int n = sprintf(y, CONN_ID "gateways: [");
+	for (int i = 0; i < 65; i++)
+		n += sprintf(y + n, "%sg%d:1", i ? "," : "", i);
+	strcpy(y + n, "]\n" CONN_SVC);
+	conn_expect_err(y, "c.yaml:2: gateways: 65 gateways, expected at most 64");
+	n = sprintf(y, CONN_ID "gateways: [");
+	for (int i = 0; i < 64; i++)
+		n += sprintf(y + n, "%sg%d:1", i ? "," : "", i);
+	strcpy(y + n, "]\n" CONN_SVC);
+	struct connector_config *cc = conn_must_load(y);
+	assert_int_equal(cc->n_gateways, 64);
+	connector_config_free(cc);
+	free(y);
+
+	conn_expect_err(CONN_ID CONN_GW "services:\n  - { name: vllm, upstream: \"https://127.0.0.1:8443\" }\n",
+			"c.yaml:4: services[0].upstream: URL \"https://127.0.0.1:8443\" uses https://; the connector reaches local servers over http:// or unix://");
+	conn_expect_err(CONN_ID CONN_GW "services:\n  - { name: vllm, upstream: \"ftp://h\" }\n",
+			"c.yaml:4: services[0].upstream: unsupported URL \"ftp://h\", expected http://host[:port][/prefix] or unix:///absolute/path.sock");
+	conn_expect_err(CONN_ID CONN_GW "services:\n  - { name: vllm, upstream: \"http://h/v1/chat/completions\" }\n",
+			"c.yaml:4: services[0].upstream: URL \"http://h/v1/chat/completions\" ends with an API path; give only the origin and an optional prefix (the gateway appends /chat/completions)");
+	conn_expect_err(CONN_ID CONN_GW "services: []\n",
+			"c.yaml:3: services: expected a non-empty list of services");
+	conn_expect_err(CONN_ID CONN_GW "services:\n  - { name: vllm }\n",
+			"c.yaml:4: services[0]: missing required key \"upstream\" (local server: http://host[:port][/prefix] or unix:///path.sock)");
+	conn_expect_err(CONN "  - { name: vllm, upstream: \"unix:///s.sock\" }\n",
+			"c.yaml:5: services[1]: duplicate service name \"vllm\" (first at line 4), expected unique names");
+	conn_expect_err(CONN_ID CONN_GW "services:\n  - { name: \"v v\", upstream: \"http://h\" }\n",
+			"c.yaml:4: services[0].name: invalid name \"v v\", expected letters, digits, '.', '_', '@' or '-'");
+	conn_expect_err(CONN_ID CONN_GW "services:\n  - { name: v, upstrem: \"http://h\" }\n",
+			"c.yaml:4: services[0]: unknown key \"upstrem\" (did you mean \"upstream\"?)");
+
+	conn_expect_err(CONN "reconnect_base_ms: 1000\nreconnect_max_ms: 500\n",
+			"c.yaml:6: reconnect_max_ms (500) must be at least reconnect_base_ms (1000)");
+	conn_expect_err(CONN "reconnect_base_ms: 60000\n",
+			"c.yaml:5: reconnect_max_ms (30000) must be at least reconnect_base_ms (60000)");
+	conn_expect_err(CONN "reconnect_base_ms: 0\n",
+			"c.yaml:5: reconnect_base_ms: \"0\" is out of range, expected an integer from 1 to 3600000");
+	conn_expect_err(CONN "ping_timeout_ms: 50\n",
+			"c.yaml:5: ping_timeout_ms: \"50\" is out of range, expected an integer from 100 to 3600000");
+	conn_expect_err(CONN "drain_timeout_ms: -1\n",
+			"c.yaml:5: drain_timeout_ms: \"-1\" is out of range, expected an integer from 0 to 86400000");
+
+	conn_expect_err(CONN "reconect_max_ms: 1\n",
+			"c.yaml:5: unknown key \"reconect_max_ms\" (did you mean \"reconnect_max_ms\"?)");
+	conn_expect_err(CONN_ID "gateway: [\"a:1\"]\n" CONN_SVC,
+			"c.yaml:2: unknown key \"gateway\" (did you mean \"gateways\"?)");
+	conn_expect_err(CONN "providers: []\n",
+			"c.yaml:5: unknown key \"providers\", expected one of identity, gateways, services, ping_interval_ms, ping_timeout_ms, reconnect_base_ms, reconnect_max_ms, drain_timeout_ms, connect_timeout_ms, log");
+	conn_expect_err(CONN "log: { level: verbose }\n",
+			"c.yaml:5: log.level: unknown value \"verbose\", expected one of debug, info, warn, error");
+	conn_expect_err(CONN "log: { requests: true }\n",
+			"c.yaml:5: log: unknown key \"requests\", expected one of level");
+	conn_expect_err(CONN_ID "identity: {}\n" CONN_GW CONN_SVC,
+			"c.yaml:2: duplicate key \"identity\" (first given at line 1), expected each key once");
+
+	/* the gateway config's shared machinery: ${ENV}, structure, depth */
+	unsetenv("UMB_T_UNSET");
+	conn_expect_err("identity: { cert: \"${UMB_T_UNSET}\", key: k, ca: c }\n" CONN_GW CONN_SVC,
+			"c.yaml:1: identity.cert: environment variable UMB_T_UNSET is not set (set it, or write ${UMB_T_UNSET:-default})");
+	conn_expect_err("", "c.yaml:1: empty configuration, expected a mapping with at least identity:, gateways: and services:");
+	conn_expect_err("- a\n", "c.yaml:1: expected a mapping at the top level (identity:, gateways:, services: ...), got a list");
+	conn_expect_err(CONN "---\nidentity: {}\n", "c.yaml:6: a second YAML document (---), expected exactly one");
+	conn_expect_err(CONN "x: [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+			"c.yaml:5: nesting deeper than 32 levels, expected a flatter document");
+	struct config_err e;
+	assert_null(conn_load("identity: [\n", &e));
+	assert_int_equal(strncmp(e.msg, "c.yaml:", 7), 0);
+	assert_non_null(strstr(e.msg, "YAML syntax error"));
+	/* a gateway config is not a connector config */
+	assert_null(conn_load(PROV MOD, &e));
+	assert_string_equal(e.msg, "c.yaml:1: unknown key \"providers\", expected one of identity, gateways, services, ping_interval_ms, ping_timeout_ms, reconnect_base_ms, reconnect_max_ms, drain_timeout_ms, connect_timeout_ms, log");
+}
+
+/* A connector file's relative paths resolve against its directory. */
+static void test_connector_file(void **state)
+{
+	UMB_UNUSED(state);
+	char dir[] = "/tmp/umb-test-conn-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[512], want[600];
+	snprintf(path, sizeof(path), "%s/c.yaml", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(CONN, f);
+	fclose(f);
+	struct config_err e;
+	struct connector_config *cc = connector_config_load_file(path, &e);
+	if (!cc)
+		fail_msg("%s", e.msg);
+	snprintf(want, sizeof(want), "%s/c.crt", dir);
+	assert_string_equal(cc->cert, want);
+	assert_string_equal(cc->dir, dir);
+	assert_string_equal(cc->path, path);
+	connector_config_free(cc);
+	unlink(path);
+	rmdir(dir);
+	/* reading errors come from the code test_paths covers */
+	assert_null(connector_config_load_file("/nonexistent/c.yaml", &e));
+	assert_string_equal(e.msg, "/nonexistent/c.yaml: cannot open: No such file or directory");
+}
+
+static void test_connector_example_file(void **state)
+{
+	UMB_UNUSED(state);
+	struct config_err e;
+	unsetenv("UMBRA_GATEWAY");
+	struct connector_config *cc =
+		connector_config_load_file(UMB_SRCDIR "/etc/connector.example.yaml", &e);
+	if (!cc)
+		fail_msg("%s", e.msg);
+	assert_true(cc->n_gateways >= 1);
+	assert_string_equal(cc->gateways[0], "gw1.example.com:8443");
+	assert_true(cc->n_services >= 2);
+	bool unix_seen = false;
+	for (size_t i = 0; i < cc->n_services; i++)
+		unix_seen |= cc->services[i].scheme == SCHEME_UNIX;
+	assert_true(unix_seen);
+	connector_config_free(cc);
+}
+
 /* ---- sections ---- */
 
 static void test_health_check(void **state)
@@ -1038,11 +1516,7 @@ static void test_print_table(void **state)
 		"    health_check: { interval_s: 9 }\n"
 		"models:\n  - { name: m, provider: p, upstream_model: up, locality: cloud, fallbacks: [n] }\n"
 		"  - { name: n, provider: p }\n");
-	char *out = NULL;
-	size_t n = 0;
-	FILE *f = open_memstream(&out, &n);
-	config_print_table(c, f);
-	fclose(f);
+	char *out = table_of(c);
 	assert_non_null(strstr(out, "MODEL  PROVIDER    UPSTREAM MODEL  LOCALITY  FALLBACKS  ENDPOINTS\n"));
 	assert_non_null(strstr(out, "m      p (openai)  up              cloud     n          a=http://a:1 (weight 2), b=http://b:2 (weight 1, backup)\n"));
 	assert_non_null(strstr(out, "n      p (openai)  (as requested)  -         -"));
@@ -1052,7 +1526,8 @@ static void test_print_table(void **state)
 	assert_string_equal(provider_type_name(PROVIDER_BEDROCK), "bedrock");
 }
 
-/* Every key of every table is documented in docs/config.md. */
+/* Every key of every table is documented in docs/config.md: the
+ * gateway's before "## Connector config", the connector's after it. */
 static void test_docs_cover_keys(void **state)
 {
 	UMB_UNUSED(state);
@@ -1062,33 +1537,47 @@ static void test_docs_cover_keys(void **state)
 	size_t n = fread(doc, 1, sizeof(doc) - 1, f);
 	doc[n] = 0;
 	fclose(f);
-	const struct cfg_section *secs[] = {
-		&config_section, &tls_section, &limits_section, &log_section,
-		&auth_section, &metrics_section, &provider_section, &endpoint_section,
-		&health_section, &timeouts_section, &ejection_section, &model_section,
-		&price_section, &team_section, &identity_section,
+	char *conn = strstr(doc, "\n## Connector config\n");
+	assert_non_null(conn);
+	*conn++ = 0; /* doc: the gateway part, conn: the connector part */
+	static const struct { const struct cfg_section *sec; bool connector; } secs[] = {
+		{ &config_section, false }, { &tls_section, false },
+		{ &limits_section, false }, { &log_section, false },
+		{ &auth_section, false }, { &metrics_section, false },
+		{ &provider_section, false }, { &endpoint_section, false },
+		{ &health_section, false }, { &timeouts_section, false },
+		{ &ejection_section, false }, { &model_section, false },
+		{ &price_section, false }, { &team_section, false },
+		{ &identity_section, false }, { &tunnel_section, false },
+		{ &service_section, false },
+		{ &connector_section, true }, { &conn_identity_section, true },
+		{ &conn_service_section, true }, { &conn_log_section, true },
 	};
-	for (size_t s = 0; s < UMB_ARRAY_LEN(secs); s++)
-		for (size_t k = 0; k < secs[s]->n_keys; k++) {
-			const struct cfg_key *key = &secs[s]->keys[k];
+	for (size_t s = 0; s < UMB_ARRAY_LEN(secs); s++) {
+		const struct cfg_section *sec = secs[s].sec;
+		char *part = secs[s].connector ? conn : doc;
+		const char *where = secs[s].connector ? "its connector part" : "its gateway part";
+		for (size_t k = 0; k < sec->n_keys; k++) {
+			const struct cfg_key *key = &sec->keys[k];
 			char want[128];
 			snprintf(want, sizeof(want), "`%s`", key->name);
-			if (!strstr(doc, want))
-				fail_msg("docs/config.md does not document %s.%s",
-					 secs[s]->name, key->name);
+			if (!strstr(part, want))
+				fail_msg("docs/config.md does not document %s.%s in %s",
+					 sec->name, key->name, where);
 			if (key->def && key->kind != CK_SECTION) {
 				snprintf(want, sizeof(want), "| `%s` |", key->name);
-				char *row = strstr(doc, want);
+				char *row = strstr(part, want);
 				char *eol = row ? strchr(row, '\n') : NULL;
 				if (eol)
 					*eol = 0;
 				if (!row || !strstr(row, key->def))
-					fail_msg("docs/config.md: %s.%s should show default %s",
-						 secs[s]->name, key->name, key->def);
+					fail_msg("docs/config.md: %s.%s should show default %s in %s",
+						 sec->name, key->name, key->def, where);
 				if (eol)
 					*eol = '\n';
 			}
 		}
+	}
 }
 
 int main(void)
@@ -1119,6 +1608,14 @@ int main(void)
 		cmocka_unit_test(test_names_match_store),
 		cmocka_unit_test(test_identities),
 		cmocka_unit_test(test_team_allows),
+		cmocka_unit_test(test_tunnel),
+		cmocka_unit_test(test_services),
+		cmocka_unit_test(test_endpoint_service),
+		cmocka_unit_test(test_connector_defaults),
+		cmocka_unit_test(test_connector_all_keys),
+		cmocka_unit_test(test_connector_errors),
+		cmocka_unit_test(test_connector_file),
+		cmocka_unit_test(test_connector_example_file),
 		cmocka_unit_test(test_health_check),
 		cmocka_unit_test(test_headers),
 		cmocka_unit_test(test_aliases),

@@ -190,6 +190,7 @@ static struct tun *g_tun;
 
 static void tc_close(struct tconn *tc, const char *why);
 static void tc_flush(struct tconn *tc);
+static void tc_timer_arm(struct tconn *tc);
 static void xfer_submit(struct tunnel_xfer *x);
 
 /* ---- worker side ---- */
@@ -550,7 +551,9 @@ static void xfer_submit(struct tunnel_xfer *x)
 {
 	struct tconn *tc = x->tries < TUN_MAX_TRIES ? pick_conn(x) : NULL;
 	if (!tc) {
-		xfer_finish(x, CURLE_COULDNT_CONNECT);
+		/* never sent: like a refused connection; sent on a connection
+		 * that died and nowhere else to go: like a reset */
+		xfer_finish(x, x->tries ? CURLE_RECV_ERROR : CURLE_COULDNT_CONNECT);
 		return;
 	}
 	x->tried[x->tries++] = tc;
@@ -664,8 +667,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *fr, void *user
 		}
 		break;
 	case NGHTTP2_PING:
-		if (fr->hd.flags & NGHTTP2_FLAG_ACK)
+		if (fr->hd.flags & NGHTTP2_FLAG_ACK) {
 			tc->ping_sent_ns = 0;
+			tc_timer_arm(tc);
+		}
 		break;
 	case NGHTTP2_GOAWAY:
 		/* the connector drains: no new streams here, and its services
@@ -824,7 +829,13 @@ static void tc_close(struct tconn *tc, const char *why)
 	event_del(tc->ev_write);
 	event_del(tc->ev_timer);
 	if (tc->ssl) {
-		SSL_set_quiet_shutdown(tc->ssl, 1);
+		/* best effort close_notify: the connector then sees an orderly
+		 * end rather than a truncated TLS stream */
+		if (known) {
+			ERR_clear_error();
+			SSL_shutdown(tc->ssl);
+			ERR_clear_error();
+		}
 		SSL_free(tc->ssl);
 		tc->ssl = NULL;
 	}
@@ -894,6 +905,7 @@ static bool tc_admit(struct tconn *tc)
 	}
 	tc->state = TC_READY;
 	tc->deadline_ns = 0;
+	tc_timer_arm(tc);
 	atomic_fetch_add_explicit(&g_connectors, 1, memory_order_relaxed);
 	char fields[512];
 	struct buf list;
@@ -956,6 +968,7 @@ static void tc_start_session(struct tconn *tc)
 	tc->deadline_ns = clock_mono_ns() + (uint64_t)TUN_HANDSHAKE_MS * 1000000u;
 	const struct cfg_tunnel *tu = &g_tun->rt->cfg->tunnel;
 	tc->next_ping_ns = clock_mono_ns() + (uint64_t)tu->ping_interval_ms * 1000000u;
+	tc_timer_arm(tc);
 	tc_flush(tc);
 }
 
@@ -1065,7 +1078,25 @@ static void tc_on_write(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Every second: handshake/announce deadlines and PING keepalive. */
+/* Arm the connection's one timer for whatever is due first: the
+ * handshake/announce deadline, the PING timeout, the next PING. */
+static void tc_timer_arm(struct tconn *tc)
+{
+	const struct cfg_tunnel *tu = &g_tun->rt->cfg->tunnel;
+	uint64_t due = tc->deadline_ns ? tc->deadline_ns : UINT64_MAX;
+	if (tc->state >= TC_ANNOUNCE) {
+		uint64_t p = tc->ping_sent_ns
+			? tc->ping_sent_ns + (uint64_t)tu->ping_timeout_ms * 1000000u
+			: tc->next_ping_ns;
+		due = UMB_MIN(due, p);
+	}
+	uint64_t now = clock_mono_ns();
+	uint64_t left = due > now ? due - now : 0;
+	struct timeval tv = { (time_t)(left / 1000000000u),
+			      (suseconds_t)(left % 1000000000u) / 1000 + 1 };
+	event_add(tc->ev_timer, &tv);
+}
+
 static void tc_on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
@@ -1077,18 +1108,21 @@ static void tc_on_timer(evutil_socket_t fd, short what, void *arg)
 		tc_close(tc, tc->state == TC_HANDSHAKE ? "handshake timeout" : "no services announcement");
 		return;
 	}
-	if (tc->state < TC_ANNOUNCE)
-		return;
-	if (tc->ping_sent_ns && now - tc->ping_sent_ns > (uint64_t)tu->ping_timeout_ms * 1000000u) {
-		tc_close(tc, "no PING acknowledgement");
-		return;
+	if (tc->state >= TC_ANNOUNCE) {
+		if (tc->ping_sent_ns && now - tc->ping_sent_ns >= (uint64_t)tu->ping_timeout_ms * 1000000u) {
+			tc_close(tc, "no PING acknowledgement");
+			return;
+		}
+		if (!tc->ping_sent_ns && now >= tc->next_ping_ns) {
+			nghttp2_submit_ping(tc->h2, NGHTTP2_FLAG_NONE, NULL);
+			tc->ping_sent_ns = now;
+			tc->next_ping_ns = now + (uint64_t)tu->ping_interval_ms * 1000000u;
+			tc_flush(tc);
+			if (tc->state == TC_CLOSED)
+				return;
+		}
 	}
-	if (!tc->ping_sent_ns && now >= tc->next_ping_ns) {
-		nghttp2_submit_ping(tc->h2, NGHTTP2_FLAG_NONE, NULL);
-		tc->ping_sent_ns = now;
-		tc->next_ping_ns = now + (uint64_t)tu->ping_interval_ms * 1000000u;
-		tc_flush(tc);
-	}
+	tc_timer_arm(tc);
 }
 
 static void tun_on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -1116,11 +1150,10 @@ static void tun_on_accept(evutil_socket_t lfd, short what, void *arg)
 		SSL_set_fd(tc->ssl, fd);
 		tc->ev_read = event_new(t->base, fd, EV_READ | EV_PERSIST, tc_on_read, tc);
 		tc->ev_write = event_new(t->base, fd, EV_WRITE | EV_PERSIST, tc_on_write, tc);
-		tc->ev_timer = event_new(t->base, -1, EV_PERSIST, tc_on_timer, tc);
-		struct timeval sec = { 1, 0 };
-		event_add(tc->ev_timer, &sec);
+		tc->ev_timer = event_new(t->base, -1, 0, tc_on_timer, tc);
 		event_add(tc->ev_read, NULL);
 		tc->deadline_ns = clock_mono_ns() + (uint64_t)TUN_HANDSHAKE_MS * 1000000u;
+		tc_timer_arm(tc);
 		tc->next = t->conns;
 		if (t->conns)
 			t->conns->prev = tc;

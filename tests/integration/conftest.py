@@ -110,7 +110,32 @@ def base_config(port, providers, models, **kw):
     return cfg
 
 
-class Gateway:
+class JsonLog:
+    """A process writing JSON log lines to self.log_path."""
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def tail(self, n=60):
+        return "\n".join(self.log_text().splitlines()[-n:])
+
+    def logs(self):
+        out = []
+        for ln in self.log_text().splitlines():
+            ln = ln.strip()
+            if ln.startswith("{"):
+                try:
+                    out.append(json.loads(ln))
+                except ValueError:
+                    pass
+        return out
+
+
+class Gateway(JsonLog):
     """One `umbra serve -c FILE` process."""
 
     def __init__(self, workdir, name, cfg, env=None, tls_ctx=None):
@@ -186,27 +211,6 @@ class Gateway:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 pass
-
-    def log_text(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def tail(self, n=60):
-        return "\n".join(self.log_text().splitlines()[-n:])
-
-    def logs(self):
-        out = []
-        for ln in self.log_text().splitlines():
-            ln = ln.strip()
-            if ln.startswith("{"):
-                try:
-                    out.append(json.loads(ln))
-                except ValueError:
-                    pass
-        return out
 
     def request_logs(self):
         return [l for l in self.logs() if l.get("msg") == "request"]

@@ -110,7 +110,8 @@ struct cstream {
 
 	/* the upstream exchange */
 	const struct conn_service *svc;
-	CURL *easy;
+	CURL *easy;          /* the upstream exchange: curl, or */
+	struct h1_xfer *h1;  /* our HTTP/1.1 client (POST to an IP or unix upstream) */
 	int status;          /* current status line (1xx are skipped) */
 	struct buf rhdr;     /* response headers "name\0value\0"... */
 	size_t n_rhdr;
@@ -163,6 +164,8 @@ struct connector {
 	char name[PKI_NAME_MAX + 1];   /* our identity, from our certificate */
 	struct buf services_json;      /* the announcement body, built once */
 	struct umulti multi;
+	struct h1_pool *h1_pools;      /* keep-alive connections per upstream */
+	struct cfg_endpoint *h1_eps;   /* the services as endpoints, for h1 */
 	struct gwc *gws;
 	size_t n_gws;
 	struct event *ev_term, *ev_int, *ev_hup, *drain_timer;
@@ -416,6 +419,7 @@ static void cstream_free(struct cstream *s)
 	struct gwc *g = s->g;
 	if (s->easy)
 		upstream__easy_put(&g->c->multi, s->easy, true);
+	upstream__h1_cancel(s->h1);
 	curl_slist_free_all(s->hdrs);
 	g->body_bytes -= s->body.n;
 	buf_clear(&s->path);
@@ -578,13 +582,10 @@ static size_t cstream_on_data(char *p, size_t size, size_t nmemb, void *ctx)
 	return n;
 }
 
-/* The upstream transfer ended (called from the multi's info loop). */
-static void cstream_on_done(struct umulti_xfer *x, CURLcode code)
+/* The upstream exchange ended (from the loop, never inside a start). */
+static void cstream_upstream_done(struct cstream *s, CURLcode code)
 {
-	struct cstream *s = (struct cstream *)x;
 	struct gwc *g = s->g;
-	upstream__easy_put(&g->c->multi, s->easy, true);
-	s->easy = NULL;
 	s->paused = s->want_unpause = false;
 	if (!s->responded) {
 		char msg[256];
@@ -609,6 +610,56 @@ static void cstream_on_done(struct umulti_xfer *x, CURLcode code)
 	gwc_kick(g);
 }
 
+/* curl's end of an exchange (called from the multi's info loop). */
+static void cstream_on_done(struct umulti_xfer *x, CURLcode code)
+{
+	struct cstream *s = (struct cstream *)x;
+	upstream__easy_put(&s->g->c->multi, s->easy, true);
+	s->easy = NULL;
+	cstream_upstream_done(s, code);
+}
+
+/* Our HTTP/1.1 client's end of an exchange; it has freed the exchange. */
+static void cstream_on_h1_done(void *ctx, CURLcode code)
+{
+	struct cstream *s = ctx;
+	s->h1 = NULL;
+	cstream_upstream_done(s, code);
+}
+
+/* POST to an IP-literal or unix upstream goes through our lean HTTP/1.1
+ * client (about a quarter of libcurl's instructions per request, see
+ * docs/decisions.md); anything else through libcurl. */
+static bool cstream_start_h1(struct cstream *s)
+{
+	struct connector *c = s->g->c;
+	size_t i = (size_t)(s->svc - c->cfg->services);
+	const struct cfg_endpoint *ep = &c->h1_eps[i];
+	if (strcmp(s->method, "POST") || !upstream__h1_eligible(ep))
+		return false;
+	const char *hdrs[64];
+	size_t n = 0;
+	for (struct curl_slist *l = s->hdrs; l && n < UMB_ARRAY_LEN(hdrs); l = l->next)
+		hdrs[n++] = l->data;
+	if (n == UMB_ARRAY_LEN(hdrs))
+		return false; /* unusual: let curl take it */
+	struct h1_req rq = {
+		.path = buf_str(&s->path),
+		.headers = hdrs,
+		.n_headers = n,
+		.n_parts = s->body.n ? 1 : 0,
+		.connect_timeout_ms = c->cfg->connect_timeout_ms,
+		.keepalive = 64,
+		.on_header = cstream_on_header,
+		.on_data = cstream_on_data,
+		.on_done = cstream_on_h1_done,
+		.ctx = s,
+	};
+	rq.parts[0] = buf_str(&s->body);
+	s->h1 = upstream__h1_start(upstream__h1_pool(&c->h1_pools, c->base, ep), &rq);
+	return true;
+}
+
 /* Start the HTTP/1.1 exchange with the service's upstream. */
 static void cstream_start_upstream(struct cstream *s)
 {
@@ -625,6 +676,10 @@ static void cstream_start_upstream(struct cstream *s)
 	s->hdrs = curl_slist_append(s->hdrs, "Expect:");
 	if (!s->has_accept) /* else curl adds its default Accept */
 		s->hdrs = curl_slist_append(s->hdrs, "Accept:");
+	if (cstream_start_h1(s)) {
+		buf_clear(&url);
+		return;
+	}
 
 	CURL *e = upstream__easy_get(&c->multi);
 	s->easy = e;
@@ -1272,6 +1327,8 @@ static void gwc_on_kick(evutil_socket_t fd, short what, void *arg)
 		s->want_unpause = s->paused = false;
 		if (s->easy)
 			curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may call cstream_on_data */
+		else if (s->h1)
+			upstream__h1_resume(s->h1);
 	}
 	gwc_after_io(g);
 }
@@ -1404,6 +1461,10 @@ static void connector_clear(struct connector *c)
 	c->gws = NULL;
 	if (c->multi.multi)
 		upstream__multi_clear(&c->multi);
+	upstream__h1_pools_free(c->h1_pools);
+	c->h1_pools = NULL;
+	free(c->h1_eps);
+	c->h1_eps = NULL;
 	struct event *evs[] = { c->ev_term, c->ev_int, c->ev_hup, c->drain_timer };
 	for (size_t i = 0; i < UMB_ARRAY_LEN(evs); i++)
 		if (evs[i])
@@ -1433,6 +1494,14 @@ static int connector_init(struct connector *c, const struct connector_config *cf
 		return UMB_ERR;
 	}
 	upstream__multi_init(&c->multi, c->base);
+	/* each service as an endpoint, as our HTTP/1.1 client wants it */
+	c->h1_eps = umb_calloc(c->cfg->n_services ? c->cfg->n_services : 1, sizeof *c->h1_eps);
+	for (size_t i = 0; i < c->cfg->n_services; i++) {
+		const struct conn_service *sv = &c->cfg->services[i];
+		c->h1_eps[i] = (struct cfg_endpoint){ .name = sv->name, .url = sv->upstream,
+						      .scheme = sv->scheme, .origin = sv->origin,
+						      .unix_path = sv->unix_path, .weight = 1 };
+	}
 	c->n_gws = cfg->n_gateways;
 	c->gws = umb_calloc(c->n_gws ? c->n_gws : 1, sizeof *c->gws);
 	for (size_t i = 0; i < c->n_gws; i++) {

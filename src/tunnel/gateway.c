@@ -117,6 +117,8 @@ struct tunnel_xfer {
 	CURLcode wcode;
 
 	/* tunnel thread only */
+	bool dirty;                     /* news for the worker, wake pending */
+	struct tunnel_xfer *dirty_next;
 	struct tconn *tc;
 	struct tunnel_xfer *tc_prev, *tc_next; /* tc's open streams */
 	int32_t stream_id;
@@ -180,6 +182,7 @@ struct tun {
 	struct auth_worker *aw;   /* store handle for revocation checks */
 	pthread_mutex_t mail_lock;
 	struct tunnel_xfer *mail; /* exchanges with news from workers */
+	struct tunnel_xfer *dirty; /* exchanges with news for their workers */
 	atomic_int ctl;           /* CTL_* bits from other threads */
 	bool draining;
 };
@@ -273,7 +276,8 @@ static void xfer_deliver(struct tunnel_xfer *x)
 		pthread_mutex_unlock(&x->mu);
 	}
 	bool finish = x->wdone && !x->paused && !x->wdata.n;
-	if (consumed || (finish && x->wcode == CURLE_WRITE_ERROR))
+	/* the window matters only while the stream is open (not wdone) */
+	if ((consumed && !x->wdone) || (finish && x->wcode == CURLE_WRITE_ERROR))
 		xfer_mail(x);
 	if (finish) {
 		xfer_worker_leave(x);
@@ -438,6 +442,49 @@ void tunnel_xfer_resume(struct tunnel_xfer *x)
 
 /* ---- tunnel thread: exchanges ---- */
 
+/* Wake the worker later, once per batch: a response's head, body and end
+ * usually arrive in one read, and each cross-thread wake-up costs more
+ * than the HTTP/2 and TLS work of a small response (bench/README.md). */
+static void xfer_mark_dirty(struct tunnel_xfer *x)
+{
+	if (x->dirty)
+		return;
+	x->dirty = true;
+	atomic_fetch_add_explicit(&x->refs, 1, memory_order_relaxed); /* the list's */
+	x->dirty_next = g_tun->dirty;
+	g_tun->dirty = x;
+}
+
+/* The end of every tunnel-thread callback: wake the workers with news. */
+static void tun_wake_workers(struct tun *t)
+{
+	struct tunnel_xfer *x = t->dirty;
+	t->dirty = NULL;
+	while (x) {
+		struct tunnel_xfer *next = x->dirty_next;
+		x->dirty = false;
+		pthread_mutex_lock(&x->mu);
+		xfer_wake_worker(x);
+		pthread_mutex_unlock(&x->mu);
+		xfer_unref(x);
+		x = next;
+	}
+}
+
+/* Every tunnel-thread callback ends by waking the workers with news. */
+#define TUN_CALLBACK(name)                                              \
+	static void name##_run(evutil_socket_t fd, short what, void *arg); \
+	static void name(evutil_socket_t fd, short what, void *arg)      \
+	{                                                                \
+		name##_run(fd, what, arg);                               \
+		tun_wake_workers(g_tun);                                 \
+	}
+TUN_CALLBACK(tc_on_read)
+TUN_CALLBACK(tc_on_write)
+TUN_CALLBACK(tc_on_timer)
+TUN_CALLBACK(on_mail)
+TUN_CALLBACK(on_ctl)
+
 /* Tell the worker what arrived (tunnel thread). */
 static void xfer_push(struct tunnel_xfer *x, const char *head, size_t head_n,
 		      const uint8_t *data, size_t data_n)
@@ -447,8 +494,8 @@ static void xfer_push(struct tunnel_xfer *x, const char *head, size_t head_n,
 		buf_append(&x->head, head, head_n);
 	if (data_n)
 		buf_append(&x->data, (const char *)data, data_n);
-	xfer_wake_worker(x);
 	pthread_mutex_unlock(&x->mu);
+	xfer_mark_dirty(x);
 }
 
 /* Take the exchange off its connection's stream list. */
@@ -482,8 +529,8 @@ static void xfer_finish(struct tunnel_xfer *x, CURLcode code)
 	pthread_mutex_lock(&x->mu);
 	x->done = true;
 	x->code = code;
-	xfer_wake_worker(x);
 	pthread_mutex_unlock(&x->mu);
+	xfer_mark_dirty(x);
 	xfer_unref(x); /* the tunnel's */
 }
 
@@ -590,7 +637,7 @@ static void xfer_conn_lost(struct tunnel_xfer *x)
 		xfer_finish(x, CURLE_RECV_ERROR);
 }
 
-static void on_mail(evutil_socket_t fd, short what, void *arg)
+static void on_mail_run(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);
@@ -614,7 +661,7 @@ static void on_mail(evutil_socket_t fd, short what, void *arg)
 			} else if (!tc && !x->tries) {
 				xfer_submit(x);
 			} else if (tc && consumed) {
-				nghttp2_session_consume(tc->h2, x->stream_id, consumed);
+				nghttp2_session_consume_stream(tc->h2, x->stream_id, consumed);
 				tc_flush(tc);
 			}
 		}
@@ -698,13 +745,15 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid,
 		nghttp2_session_consume(s, sid, len);
 		return 0;
 	}
+	/* The connection's window reopens at once; each stream's window only
+	 * as its worker consumes. (Consuming both per stream leaked the
+	 * connection window whenever a stream closed before its worker had
+	 * taken the bytes: after 16 MiB of such leftovers the tunnel stalled.)
+	 * A stream's window bounds what one slow client can make us hold. */
+	nghttp2_session_consume_connection(s, len);
 	struct tunnel_xfer *x = nghttp2_session_get_stream_user_data(s, sid);
-	if (!x) {
-		nghttp2_session_consume(s, sid, len); /* a cancelled stream's leftovers */
-		return 0;
-	}
-	if (x->reset) {
-		nghttp2_session_consume(s, sid, len);
+	if (!x || x->reset) {
+		nghttp2_session_consume_stream(s, sid, len); /* nobody will read it */
 		return 0;
 	}
 	xfer_push(x, NULL, 0, data, len);
@@ -1003,8 +1052,6 @@ static bool tc_verify_peer(struct tconn *tc)
 	return true;
 }
 
-static void tc_on_read(evutil_socket_t fd, short what, void *arg);
-
 static void tc_handshake(struct tconn *tc)
 {
 	ERR_clear_error();
@@ -1031,7 +1078,7 @@ static void tc_handshake(struct tconn *tc)
 	tc_start_session(tc);
 }
 
-static void tc_on_read(evutil_socket_t fd, short what, void *arg)
+static void tc_on_read_run(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);
@@ -1064,7 +1111,7 @@ static void tc_on_read(evutil_socket_t fd, short what, void *arg)
 	tc_flush(tc);
 }
 
-static void tc_on_write(evutil_socket_t fd, short what, void *arg)
+static void tc_on_write_run(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);
@@ -1097,7 +1144,7 @@ static void tc_timer_arm(struct tconn *tc)
 	event_add(tc->ev_timer, &tv);
 }
 
-static void tc_on_timer(evutil_socket_t fd, short what, void *arg)
+static void tc_on_timer_run(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);
@@ -1223,7 +1270,7 @@ void tunnel_reload(void) { tun_ctl(CTL_RELOAD); }
 void tunnel_revoked(void) { tun_ctl(CTL_REVOKED); }
 void tunnel_drain(void) { tun_ctl(CTL_DRAIN); }
 
-static void on_ctl(evutil_socket_t fd, short what, void *arg)
+static void on_ctl_run(evutil_socket_t fd, short what, void *arg)
 {
 	UMB_UNUSED(fd);
 	UMB_UNUSED(what);

@@ -8,6 +8,7 @@
 #   make leak       valgrind over a 10,000-request run: no leak, no error
 #   make bench      the overhead benchmark (bench/README.md)
 #   make bench-auth the cost of authentication (bench/auth.sh)
+#   make bench-tunnel what the dark-service tunnel adds (bench/tunnel.sh)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
 BUILD    ?= build
@@ -38,7 +39,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel clean
 all: $(BUILD)/umbra
 
 deps:
@@ -116,6 +117,7 @@ bench: deps all
 	@scripts/install-deps.sh bench
 	bash bench/run.sh
 	@$(MAKE) --no-print-directory bench-auth
+	@$(MAKE) --no-print-directory bench-tunnel
 
 # the cost of authentication: keys / mTLS vs none, TLS handshakes (bench/README.md)
 $(BUILD)/bench/authbench: bench/authbench.c
@@ -124,6 +126,10 @@ $(BUILD)/bench/authbench: bench/authbench.c
 
 bench-auth: deps all $(BUILD)/bench/authbench
 	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/auth.sh
+
+# what the dark-service tunnel adds: tunnel vs direct through umbra (bench/README.md)
+bench-tunnel: deps all $(BUILD)/bench/authbench
+	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/tunnel.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -855,10 +855,17 @@ static int h2_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *f, void *u
 		break;
 	case NGHTTP2_GOAWAY:
 		if (!g->goaway_recv) {
-			char extra[64];
+			char extra[64], why[128] = "";
 			snprintf(extra, sizeof extra, "\"error_code\":%u,\"streams\":%zu",
 				 f->goaway.error_code, g->n_streams);
-			gwc_log(g, LOG_INFO, "gateway sent GOAWAY", NULL, extra);
+			/* the gateway says why in the debug data ("identity revoked") */
+			size_t n = UMB_MIN(f->goaway.opaque_data_len, sizeof why - 1);
+			if (n && json_utf8_valid((const char *)f->goaway.opaque_data, n)) {
+				memcpy(why, f->goaway.opaque_data, n);
+				why[n] = 0;
+			}
+			gwc_log(g, f->goaway.error_code ? LOG_WARN : LOG_INFO, "gateway sent GOAWAY",
+				why[0] ? why : NULL, extra);
 		}
 		g->goaway_recv = true;
 		break;

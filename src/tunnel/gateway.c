@@ -152,7 +152,7 @@ struct tconn {
 	nghttp2_session *h2;
 	struct event *ev_read, *ev_write, *ev_timer;
 	enum tc_state state;
-	bool write_armed, goaway;
+	bool write_armed, goaway, revoked;
 	char peer[64];
 	struct pki_identity id;
 	struct buf out;           /* TLS bytes not yet written */
@@ -908,6 +908,19 @@ static void tc_close(struct tconn *tc, const char *why)
 	event_base_once(t->base, -1, EV_TIMEOUT, tc_free_cb, tc, NULL);
 }
 
+/* Close with a GOAWAY that says why (its debug data), so the connector
+ * can log the reason rather than a bare disconnect. */
+static void tc_refuse(struct tconn *tc, const char *why)
+{
+	if (tc->h2 && tc->state != TC_CLOSED) {
+		nghttp2_submit_goaway(tc->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(tc->h2),
+				      NGHTTP2_INADEQUATE_SECURITY, (const uint8_t *)why, strlen(why));
+		tc_flush(tc);
+	}
+	tc_close(tc, why);
+}
+
 /* The announcement arrived: admit what the bind policy allows; false
  * when it is malformed. */
 static bool tc_admit(struct tconn *tc)
@@ -1046,8 +1059,7 @@ static bool tc_verify_peer(struct tconn *tc)
 	snprintf(ac.ident, sizeof ac.ident, "%s", tc->id.name);
 	if (auth_conn_revoked(g_tun->aw, g_tun->rt->cfg, &ac, (int64_t)time(NULL))) {
 		log_warn("tunnel: refused connector %s (%s): identity revoked", tc->id.name, tc->peer);
-		tc_close(tc, "identity revoked");
-		return false;
+		tc->revoked = true; /* tc_handshake says so over HTTP/2, then closes */
 	}
 	return true;
 }
@@ -1076,6 +1088,8 @@ static void tc_handshake(struct tconn *tc)
 		return;
 	atomic_fetch_add_explicit(&g_conns_total, 1, memory_order_relaxed);
 	tc_start_session(tc);
+	if (tc->revoked)
+		tc_refuse(tc, "identity revoked");
 }
 
 static void tc_on_read_run(evutil_socket_t fd, short what, void *arg)
@@ -1305,7 +1319,7 @@ static void on_ctl_run(evutil_socket_t fd, short what, void *arg)
 			struct auth_conn ac = { .has_cert = true, .cert = tc->id };
 			snprintf(ac.ident, sizeof ac.ident, "%s", tc->id.name);
 			if (auth_conn_revoked(t->aw, t->rt->cfg, &ac, now))
-				tc_close(tc, "identity revoked");
+				tc_refuse(tc, "identity revoked");
 		}
 	}
 	if (bits & (CTL_DRAIN | CTL_STOP)) {

@@ -9,6 +9,7 @@
 #   make bench      the overhead benchmark (bench/README.md)
 #   make bench-auth the cost of authentication (bench/auth.sh)
 #   make bench-tunnel what the dark-service tunnel adds (bench/tunnel.sh)
+#   make eval       detector quality on ../shared/data (docs/routing.md)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
 BUILD    ?= build
@@ -39,7 +40,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel eval clean
 all: $(BUILD)/umbra
 
 deps:
@@ -130,6 +131,10 @@ bench-auth: deps all $(BUILD)/bench/authbench
 # what the dark-service tunnel adds: tunnel vs direct through umbra (bench/README.md)
 bench-tunnel: deps all $(BUILD)/bench/authbench
 	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/tunnel.sh
+
+# quality of the sensitivity detectors on the labelled data (docs/routing.md)
+eval: deps all
+	sh tests/eval/pii_eval.sh
 
 clean:
 	rm -rf build build-asan build-fuzz

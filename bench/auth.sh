@@ -65,32 +65,10 @@ STEP_TIMEOUT=120 # seconds, the bound of one authbench call
 UMBRA_COMMIT=${BENCH_AUTH_COMMIT:-$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo none)}
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 WORK=$(mktemp -d /tmp/umbra-authbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    done
-    sleep 0.3
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-    done
-    if [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$WORK"; else echo "bench-auth: kept $WORK" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '[bench-auth %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "$*"; exit 1; }
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-BASE=${BENCH_AUTH_PORT_BASE:-18400}
-for _ in 1 2 3 4 5 6 7 8; do
-    ok=1
-    for off in 0 1 2 3 4 5 6 7; do port_free $((BASE + off)) || { ok=0; break; }; done
-    [ $ok = 1 ] && break
-    BASE=$((BASE + 50))
-done
+BENCH_NAME=bench-auth
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
+BASE=$(bench_port_base "${BENCH_AUTH_PORT_BASE:-18400}" 0 1 2 3 4 5 6 7)
 declare -A PORT=([direct]=$BASE [http-none]=$((BASE + 1)) [http-keys]=$((BASE + 2))
     [https-none]=$((BASE + 3)) [https-mtls]=$((BASE + 4)) [https-keys]=$((BASE + 5))
     [http-none-aa]=$((BASE + 6)) [http-none-hdr]=$((BASE + 7)))

@@ -43,31 +43,10 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 # the tree the umbra binary was (presumably) built from, read now, before a long run
 UMBRA_COMMIT=$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo none)
 WORK=$(mktemp -d /tmp/umbra-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    done
-    sleep 0.3
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-    done
-    if [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$WORK"; else echo "bench: kept $WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-BASE=${BENCH_PORT_BASE:-18100}
-for _ in 1 2 3 4 5 6 7 8; do
-    ok=1
-    for off in 0 1 10 11 20 21 30; do port_free $((BASE + off)) || { ok=0; break; }; done
-    [ $ok = 1 ] && break
-    BASE=$((BASE + 50))
-done
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
+BASE=$(bench_port_base "${BENCH_PORT_BASE:-18100}" 0 1 10 11 20 21 30)
 P_FAKE=$BASE; P_PACED=$((BASE + 1)); P_NGINX=$((BASE + 10)); P_NGINX_PACED=$((BASE + 11))
 P_UMBRA=$((BASE + 20)); P_UMBRA_ALT=$((BASE + 21)); P_PORTKEY=$((BASE + 30))
 

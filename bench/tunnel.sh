@@ -63,33 +63,11 @@ STEP_TIMEOUT=120 # seconds, the bound of one client call
 UMBRA_COMMIT=${BENCH_TUNNEL_COMMIT:-$(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo none)}
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 WORK=$(mktemp -d /tmp/umbra-tunnelbench.XXXXXX)
-PIDS=()
-cleanup() {
-    local p
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill "$p" 2>/dev/null || true
-    done
-    sleep 0.3
-    for p in "${PIDS[@]:-}"; do
-        [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
-    done
-    if [ -z "${BENCH_KEEP:-}" ]; then rm -rf "$WORK"; else echo "bench-tunnel: kept $WORK" >&2; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { printf '[bench-tunnel %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "$*"; exit 1; }
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-BASE=${BENCH_TUNNEL_PORT_BASE:-18700}
-for _ in 1 2 3 4 5 6 7 8; do
-    ok=1
-    for off in 0 1 2 3; do port_free $((BASE + off)) || { ok=0; break; }; done
-    [ $ok = 1 ] && break
-    BASE=$((BASE + 50))
-done
-[ $ok = 1 ] || die "no 4 free ports from ${BENCH_TUNNEL_PORT_BASE:-18700} on"
+BENCH_NAME=bench-tunnel
+# shellcheck source=bench/lib.sh
+. "$BENCH/lib.sh"
+BASE=$(bench_port_base "${BENCH_TUNNEL_PORT_BASE:-18700}" 0 1 2 3) ||
+    die "no 4 free ports from ${BENCH_TUNNEL_PORT_BASE:-18700} on"
 P_FAKE=$BASE; P_DIRECT=$((BASE + 1)); P_TUNNEL=$((BASE + 2)); P_TLISTEN=$((BASE + 3))
 
 # ---------------------------------------------------------------- build

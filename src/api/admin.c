@@ -99,12 +99,16 @@ static bool read_fields(struct req *r, const struct field *f, size_t nf, const c
 	return ok;
 }
 
+static void store_unavailable(struct req *r)
+{
+	api_error_openai(r, 500, "api_error", "store_unavailable", "the identity store is unavailable");
+}
+
 static struct store *admin_store(struct req *r)
 {
 	struct store *st = auth_worker_store(r->w->auth, r->rt->cfg);
 	if (!st)
-		api_error_openai(r, 500, "api_error", "store_unavailable",
-				 "the identity store is unavailable");
+		store_unavailable(r);
 	return st;
 }
 
@@ -169,8 +173,7 @@ void api_enroll(struct req *r)
 			api_error_openai(r, 401, "authentication_error", "invalid_token",
 					 "enrollment token expired");
 		else
-			api_error_openai(r, 500, "api_error", "store_unavailable",
-					 "the identity store is unavailable");
+			store_unavailable(r);
 		return;
 	}
 	struct buf *b = reply_buf(r);
@@ -274,8 +277,7 @@ static void admin_list(struct req *r, bool keys)
 	int rc = keys ? store_key_list(st, who[0] ? who : NULL, key_json_cb, &c)
 		      : store_identity_list(st, identity_json_cb, &c);
 	if (rc) {
-		api_error_openai(r, 500, "api_error", "store_unavailable",
-				 "the identity store is unavailable");
+		store_unavailable(r);
 		return;
 	}
 	buf_append(b, "]", 1);
@@ -315,8 +317,7 @@ static void admin_key_create(struct req *r)
 		return;
 	}
 	if (rc) {
-		api_error_openai(r, 500, "api_error", "store_unavailable",
-				 "the identity store is unavailable");
+		store_unavailable(r);
 		return;
 	}
 	struct buf *b = reply_buf(r);
@@ -350,8 +351,7 @@ static void admin_revoke(struct req *r)
 		api_error_openai(r, 404, "not_found_error", ident ? "identity_not_found" : "key_not_found",
 				 "no %s %s in the store", ident ? "identity" : "key", target);
 	} else if (rc) {
-		api_error_openai(r, 500, "api_error", "store_unavailable",
-				 "the identity store is unavailable");
+		store_unavailable(r);
 	} else {
 		struct buf *b = reply_buf(r);
 		buf_printf(b, "{\"revoked\":{\"%s\":", ident ? "identity" : "key");

@@ -111,7 +111,18 @@ def base_config(port, providers, models, **kw):
 
 
 class JsonLog:
-    """A process writing JSON log lines to self.log_path."""
+    """A process (self.proc) writing JSON log lines to self.log_path."""
+
+    def stop(self, timeout=10):
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            return None
 
     def log_text(self):
         try:
@@ -192,17 +203,6 @@ class Gateway(JsonLog):
     def reload(self, cfg=None, text=None):
         self.write_config(cfg, text)
         self.signal(signal.SIGHUP)
-
-    def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            return None
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:

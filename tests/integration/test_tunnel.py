@@ -102,17 +102,6 @@ class Connector(JsonLog):
         self.signalled.add(sig)
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=10):
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            return None
-
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
             self.signalled.add(signal.SIGKILL)

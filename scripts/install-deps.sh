@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 pkgs=(
 	# build
 	gcc make pkg-config
-	libevent-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev libyaml-dev libsqlite3-dev
+	libevent-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev libyaml-dev libsqlite3-dev libpcre2-dev
 	# tests: unit framework, fuzzing (clang's libFuzzer), sanitizer runtime,
 	# integration (pytest, openssl CLI for test certificates, curl CLI)
 	libcmocka-dev libcjson-dev clang libclang-rt-14-dev valgrind

@@ -175,6 +175,107 @@ struct cfg_identity {
 	int line;
 };
 
+/* ---- routing: (docs/routing.md) ---- */
+
+/** routing.detectors[]: a named custom detector, one PCRE2 pattern. */
+struct cfg_detector {
+	char *name;   /* not one of the built-in names; unique */
+	char *regex;  /* PCRE2 syntax, checked (compiled) at load */
+	int line;
+};
+
+/** Tri-state for boolean conditions a rule may leave unset. */
+enum cfg_tristate { TRI_UNSET = 0, TRI_FALSE, TRI_TRUE };
+
+/** Where keywords, exclude and regex look. */
+enum rule_scope { SCOPE_CONVERSATION = 0, SCOPE_LAST_USER };
+
+/** routing.heuristics.rules[]: every condition that is set must hold
+ * (AND); within one list, any element matching is enough (OR), except
+ * `exclude`, where any element matching fails the rule. First matching
+ * rule wins. */
+struct cfg_rule {
+	char *name;                  /* optional; default "rule-N" (1-based) */
+	char **keywords;  size_t n_keywords;   /* case-insensitive, whole words */
+	char **exclude;   size_t n_exclude;    /* same matching as keywords */
+	char **regex;     size_t n_regex;      /* PCRE2, case-sensitive unless (?i) */
+	char **system_prompt_contains; size_t n_system_prompt_contains;
+	                                       /* case-insensitive substrings of the system prompt */
+	enum cfg_tristate has_tools;           /* request carries a non-empty tools array */
+	int max_tokens_lt;                     /* 0 = unset; max_tokens (or
+	                                        * max_completion_tokens) present and < N */
+	int message_length_lt;                 /* 0 = unset; last user message
+	                                        * shorter than N characters */
+	char **detectors; size_t n_detectors;  /* built-in or custom names; any hit */
+	enum rule_scope scope;                 /* text for keywords/exclude/regex */
+	char *route;                           /* names a routes[] entry */
+	int line;
+};
+
+enum sem_comparison { SEM_CENTROID = 0, SEM_MAX, SEM_AVERAGE };
+
+/* Threshold defaults for the builtin embedder, whose cosines run lower than
+ * a neural embedder's (measured: docs/routing.md, "Thresholds"). */
+#define SEM_BUILTIN_THRESHOLD 0.25
+#define SEM_BUILTIN_AMBIGUOUS 0.1
+
+/** routing.semantic: embedding similarity to each route's examples. */
+struct cfg_semantic {
+	bool enabled;              /* section present and enabled != false */
+	char *embedder;            /* "builtin" or NULL when provider is set */
+	char *provider;            /* provider name for a remote embedder */
+	char *model;               /* its model */
+	enum sem_comparison comparison; /* default centroid */
+	double threshold;          /* >= : confident (default 0.75; builtin 0.25) */
+	double ambiguous_threshold;/* >= and < threshold: ask the classifier
+	                            * (default 0.5; builtin 0.1); below:
+	                            * default route */
+	int timeout_ms;            /* remote embedder, default 2000 */
+	int cache_size;            /* entries, default 10000; 0 = off */
+	int cache_ttl_s;           /* default 3600 */
+};
+
+/** routing.classifier: a chat model asked to name the route. */
+struct cfg_classifier {
+	bool enabled;
+	char *model;               /* a models[] name */
+	int timeout_ms;            /* default 2000 */
+	double confidence_threshold; /* default 0.6 */
+	int cache_size, cache_ttl_s; /* as for semantic */
+};
+
+enum sensitive_action { SENSITIVE_REROUTE = 0, SENSITIVE_BLOCK };
+
+/** routing.sensitive: the guard every chat request passes. */
+struct cfg_sensitive {
+	bool enabled;
+	char **detectors; size_t n_detectors; /* built-in or custom names */
+	enum sensitive_action action;
+	char *route;               /* reroute target; its model is onprem */
+	int line;
+};
+
+struct cfg_route {
+	char *name;
+	char *model;               /* a models[] name (not a glob) */
+	const struct cfg_model *model_ref; /* resolved */
+	char *description;
+	char **examples; size_t n_examples;
+	int line;
+};
+
+struct cfg_routing {
+	bool enabled;              /* routing: present */
+	char *default_route;       /* required when enabled */
+	bool heuristics_enabled;   /* heuristics.enabled, default true */
+	struct cfg_rule *rules; size_t n_rules;
+	struct cfg_semantic semantic;
+	struct cfg_classifier classifier;
+	struct cfg_sensitive sensitive;
+	struct cfg_detector *detectors; size_t n_detectors;
+	struct cfg_route *routes; size_t n_routes;
+};
+
 struct config {
 	struct arena *arena; /* owns everything below */
 	char *path;          /* file path, or "<embedded>" */
@@ -203,6 +304,7 @@ struct config {
 	struct cfg_tunnel tunnel;
 	struct cfg_service *services;
 	size_t n_services;
+	struct cfg_routing routing;
 };
 
 /** Config errors carry file:line and what was expected. */

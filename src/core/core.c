@@ -596,3 +596,61 @@ void net_peer_name(const struct sockaddr_storage *ss, char *out, size_t cap)
 	}
 	snprintf(out, cap, "%s:%d", host, port);
 }
+
+/* ---- hset ---- */
+
+void hset_init(struct hset *s)
+{
+	s->v = s->inline_v;
+	s->cap = HSET_INLINE;
+	s->len = 0;
+	s->heap = s->full = false;
+	memset(s->inline_v, 0, sizeof s->inline_v);
+}
+
+bool hset_add(struct hset *s, uint64_t x)
+{
+	size_t i;
+	if (x == 0)
+		x = 1; /* 0 marks an empty slot */
+	if (s->full)
+		return true;
+	if ((s->len + 1) * 4 > s->cap * 3) {
+		size_t ncap = s->cap * 2;
+		uint64_t *nv = calloc(ncap, sizeof *nv);
+		if (!nv) {
+			s->full = true;
+			return true;
+		}
+		for (size_t j = 0; j < s->cap; j++) {
+			if (!s->v[j])
+				continue;
+			i = s->v[j] & (ncap - 1);
+			while (nv[i])
+				i = (i + 1) & (ncap - 1);
+			nv[i] = s->v[j];
+		}
+		if (s->heap)
+			free(s->v);
+		s->v = nv;
+		s->cap = ncap;
+		s->heap = true;
+	}
+	i = x & (s->cap - 1);
+	while (s->v[i]) {
+		if (s->v[i] == x)
+			return false;
+		i = (i + 1) & (s->cap - 1);
+	}
+	s->v[i] = x;
+	s->len++;
+	return true;
+}
+
+void hset_clear(struct hset *s)
+{
+	if (s->heap)
+		free(s->v);
+	s->v = s->inline_v;
+	s->heap = false;
+}

@@ -118,6 +118,27 @@ static inline struct str buf_str(const struct buf *b)
 	return (struct str){ b->p, b->n };
 }
 
+/* ---- hset: distinct 64-bit hashes ---- */
+
+/** Values held inline before the set moves to the heap (3/4 of this). */
+#define HSET_INLINE 256
+
+/** A set of 64-bit hashes for counting distinct values: open addressing in
+ * inline storage first, doubling on the heap past 3/4 full. When it cannot
+ * grow it stops de-duplicating, so counts err high, never low. */
+struct hset {
+	uint64_t *v;
+	size_t cap, len;
+	bool heap, full;
+	uint64_t inline_v[HSET_INLINE];
+};
+
+void hset_init(struct hset *s);
+/** Add x; true if it was not there yet (or the set is full). */
+bool hset_add(struct hset *s, uint64_t x);
+/** Free the heap part; the set must be hset_init'ed again to be reused. */
+void hset_clear(struct hset *s);
+
 /* ---- arena: request-scoped memory with cleanup hooks ---- */
 
 struct arena;

@@ -978,3 +978,36 @@ int json_write_cstr(struct buf *b, const char *s)
 {
 	return json_write_str(b, str_cstr(s));
 }
+
+int utf8_append_clean(struct buf *b, struct str s, bool flat)
+{
+	const uint8_t *p = (const uint8_t *)s.p, *end = p + s.n, *run = p;
+	int rc;
+
+	while (p < end) {
+		size_t k = json__utf8_seq(p, (size_t)(end - p));
+		if (k && !(flat && *p < 0x20)) {
+			p += k;
+			continue;
+		}
+		if (p > run && (rc = buf_append(b, run, (size_t)(p - run))))
+			return rc;
+		if ((rc = k ? buf_append_lit(b, " ") : buf_append_lit(b, "\xEF\xBF\xBD")))
+			return rc;
+		run = ++p;
+	}
+	return p > run ? buf_append(b, run, (size_t)(p - run)) : UMB_OK;
+}
+
+int json_write_str_lossy(struct buf *b, struct str s)
+{
+	if (json_utf8_valid(s.p, s.n))
+		return json_write_str(b, s);
+	struct buf clean;
+	buf_init(&clean, 0);
+	int rc = utf8_append_clean(&clean, s, false);
+	if (!rc)
+		rc = json_write_str(b, buf_str(&clean));
+	buf_clear(&clean);
+	return rc;
+}

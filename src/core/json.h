@@ -90,6 +90,12 @@ bool json_is_true(struct json_val v);
 
 /** Append s quoted and escaped (controls as \u00XX); s must be UTF-8. */
 int json_write_str(struct buf *b, struct str s);
+/** json_write_str for bytes that may not be UTF-8 (request text): each
+ * byte of an invalid sequence is written as U+FFFD. */
+int json_write_str_lossy(struct buf *b, struct str s);
+/** Append s to b with each byte of an invalid UTF-8 sequence replaced by
+ * U+FFFD; with flat, control characters become spaces too. */
+int utf8_append_clean(struct buf *b, struct str s, bool flat);
 /** json_write_str for a NUL-terminated string. */
 int json_write_cstr(struct buf *b, const char *s);
 

@@ -12,6 +12,7 @@
  * advances at least one byte, and the email run scan is remembered so a
  * long run is scanned once: the pass is linear in the input. */
 #include "routing/pii.h"
+#include "routing/text.h"
 
 #include <stdlib.h>
 
@@ -25,10 +26,7 @@ struct scan {
 	pii_match_cb cb;
 	void *arg;
 	/* distinct set: open addressing on 64-bit hashes, 0 = empty */
-	uint64_t *seen;
-	size_t seen_cap, seen_len;
-	bool seen_heap, seen_full;
-	uint64_t seen_inline[256];
+	struct hset seen;        /* normalised values seen (distinct mode) */
 };
 
 static inline bool is_digit(int c) { return c >= '0' && c <= '9'; }
@@ -42,78 +40,15 @@ static inline int at(const struct scan *s, size_t i)
 	return i < s->n ? s->p[i] : 0;
 }
 
-/* Code points that separate words although they are not ASCII: Latin-1
- * controls, NBSP and symbols, general punctuation (dashes, quotes, narrow
- * spaces), CJK punctuation and full-width ASCII punctuation. */
-static bool uni_is_sep(uint32_t cp)
-{
-	return cp <= 0xBF || cp == 0xD7 || cp == 0xF7 ||
-	       (cp >= 0x2000 && cp <= 0x206F) || (cp >= 0x3000 && cp <= 0x303F) ||
-	       (cp >= 0xFF00 && cp <= 0xFF0F);
-}
-
-/* Decode the UTF-8 sequence that starts at p[0..n); 0 if malformed. */
-static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *cp)
-{
-	size_t len;
-	uint32_t v;
-
-	if (p[0] >= 0xC2 && p[0] <= 0xDF)
-		len = 2, v = p[0] & 0x1F;
-	else if (p[0] >= 0xE0 && p[0] <= 0xEF)
-		len = 3, v = p[0] & 0x0F;
-	else if (p[0] >= 0xF0 && p[0] <= 0xF4)
-		len = 4, v = p[0] & 0x07;
-	else
-		return 0;
-	if (len > n)
-		return 0;
-	for (size_t k = 1; k < len; k++) {
-		if ((p[k] & 0xC0) != 0x80)
-			return 0;
-		v = (v << 6) | (p[k] & 0x3F);
-	}
-	*cp = v;
-	return len;
-}
-
-/* A word character: ASCII letter, digit or '_', or a well-formed
- * non-ASCII code point that is not punctuation or space. Malformed bytes
- * count as separators (they are not text). */
+/* Word characters as the rules and the embedder see them (text.h). */
 static bool word_at(const struct scan *s, size_t i)
 {
-	uint32_t cp;
-	int c;
-
-	if (i >= s->n)
-		return false;
-	c = s->p[i];
-	if (c < 0x80)
-		return is_alnum(c) || c == '_';
-	if (!utf8_decode(s->p + i, s->n - i, &cp))
-		return false;
-	return !uni_is_sep(cp);
+	return text_word_at(s->p, s->n, i);
 }
 
-/* Is the character that ends just before i a word character? Walks back
- * over at most three continuation bytes to the lead byte. */
 static bool word_before(const struct scan *s, size_t i)
 {
-	size_t j;
-	uint32_t cp;
-	int c;
-
-	if (i == 0)
-		return false;
-	c = s->p[i - 1];
-	if (c < 0x80)
-		return is_alnum(c) || c == '_';
-	j = i - 1;
-	while (j > 0 && i - j < 4 && (s->p[j] & 0xC0) == 0x80)
-		j--;
-	if (utf8_decode(s->p + j, i - j, &cp) != i - j)
-		return false;
-	return !uni_is_sep(cp);
+	return text_word_before(s->p, i);
 }
 
 static inline bool is_numsep(int c)
@@ -164,49 +99,6 @@ static inline uint64_t fnv(uint64_t h, int c)
 	return (h ^ (unsigned char)c) * FNV_PRIME;
 }
 
-/* Insert h into the set; true if it was not there. When the set cannot
- * grow, every further value counts as new (over-counting, never under). */
-static bool seen_add(struct scan *s, uint64_t h)
-{
-	size_t k;
-
-	if (h == 0)
-		h = 1;
-	if (s->seen_full)
-		return true;
-	if ((s->seen_len + 1) * 4 > s->seen_cap * 3) {
-		size_t ncap = s->seen_cap * 2;
-		uint64_t *ns = calloc(ncap, sizeof(*ns));
-
-		if (!ns) {
-			s->seen_full = true;
-			return true;
-		}
-		for (size_t i = 0; i < s->seen_cap; i++) {
-			if (!s->seen[i])
-				continue;
-			k = s->seen[i] & (ncap - 1);
-			while (ns[k])
-				k = (k + 1) & (ncap - 1);
-			ns[k] = s->seen[i];
-		}
-		if (s->seen_heap)
-			free(s->seen);
-		s->seen = ns;
-		s->seen_cap = ncap;
-		s->seen_heap = true;
-	}
-	k = h & (s->seen_cap - 1);
-	while (s->seen[k]) {
-		if (s->seen[k] == h)
-			return false;
-		k = (k + 1) & (s->seen_cap - 1);
-	}
-	s->seen[k] = h;
-	s->seen_len++;
-	return true;
-}
-
 /* Report one match of `kind` over [off, off+len) whose normalised value
  * hashes to h. */
 static void emit(struct scan *s, enum pii_kind kind, size_t off, size_t len,
@@ -219,7 +111,7 @@ static void emit(struct scan *s, enum pii_kind kind, size_t off, size_t len,
 	if (!s->out)
 		return;
 	if (!(s->flags & PII_SCAN_OCCURRENCES) &&
-	    !seen_add(s, fnv(h, 'A' + (int)kind)))
+	    !hset_add(&s->seen, fnv(h, 'A' + (int)kind)))
 		return;
 	s->out->n[kind]++;
 }
@@ -820,9 +712,7 @@ void pii_scan_ex(struct str text, unsigned kinds_mask, unsigned flags,
 
 	if (out)
 		memset(out, 0, sizeof(*out));
-	s.seen = s.seen_inline;
-	s.seen_cap = UMB_ARRAY_LEN(s.seen_inline);
-	memset(s.seen_inline, 0, sizeof(s.seen_inline));
+	hset_init(&s.seen);
 	if (!s.mask)
 		return;
 
@@ -865,8 +755,7 @@ void pii_scan_ex(struct str text, unsigned kinds_mask, unsigned flags,
 		}
 		i++;
 	}
-	if (s.seen_heap)
-		free(s.seen);
+	hset_clear(&s.seen);
 }
 
 void pii_scan(struct str text, unsigned kinds_mask, struct pii_counts *out)

@@ -30,7 +30,7 @@ enum pii_kind {
 /** Every detector. */
 #define PII_ALL ((1u << PII_KINDS) - 1u)
 /** Distinct values held on the stack before the set spills to the heap. */
-#define PII_SEEN_INLINE 192
+#define PII_SEEN_INLINE (HSET_INLINE * 3 / 4)
 
 /** Matches per kind (distinct values unless PII_SCAN_OCCURRENCES). */
 struct pii_counts {

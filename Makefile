@@ -9,7 +9,8 @@
 #   make bench      the overhead benchmark (bench/README.md)
 #   make bench-auth the cost of authentication (bench/auth.sh)
 #   make bench-tunnel what the dark-service tunnel adds (bench/tunnel.sh)
-#   make eval       detector quality on ../shared/data (docs/routing.md)
+#   make bench-routing what routing costs (bench/routing.sh)
+#   make eval       detector and routing quality on ../shared/data (docs/routing.md)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
 BUILD    ?= build
@@ -40,7 +41,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel eval clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel bench-routing eval clean
 all: $(BUILD)/umbra
 
 deps:
@@ -119,6 +120,7 @@ bench: deps all
 	bash bench/run.sh
 	@$(MAKE) --no-print-directory bench-auth
 	@$(MAKE) --no-print-directory bench-tunnel
+	@$(MAKE) --no-print-directory bench-routing
 
 # the cost of authentication: keys / mTLS vs none, TLS handshakes (bench/README.md)
 $(BUILD)/bench/authbench: bench/authbench.c
@@ -132,9 +134,16 @@ bench-auth: deps all $(BUILD)/bench/authbench
 bench-tunnel: deps all $(BUILD)/bench/authbench
 	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/tunnel.sh
 
-# quality of the sensitivity detectors on the labelled data (docs/routing.md)
+# what routing costs: detectors, rules and embedder per request; routed vs
+# explicit end to end (bench/README.md)
+bench-routing: deps all $(BUILD)/bench/authbench
+	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/routing.sh
+
+# quality on the labelled data (docs/routing.md): the sensitivity detectors,
+# and routing accuracy for heuristics, the builtin embedder and the cascade
 eval: deps all
 	sh tests/eval/pii_eval.sh
+	UMBRA_BIN=$(abspath $(BUILD)/umbra) python3 tests/eval/route_eval.py
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -4,7 +4,8 @@
  * Two modes, sequential (c=1: one request in flight at a time), blocking sockets:
  *
  *   authbench req -n N [-w WARM] -b BODY TARGET...
- *     TARGET = -u URL [-L LABEL] [-k KEY] [-A CA] [-C CRT -K KEY] [-V 1.2|1.3] [-H 'k: v']...
+ *     TARGET = -u URL [-L LABEL] [-b BODY] [-k KEY] [-A CA] [-C CRT -K KEY] [-V 1.2|1.3] [-H 'k: v']...
+ *       (-b after -u: that target's body instead of the shared one)
  *       One keep-alive connection per target; WARM unmeasured then N measured
  *       POST /v1/chat/completions (the URL's path) with the body of file BODY,
  *       optional TLS (https://; -A verifies the server against CA), optional
@@ -115,6 +116,7 @@ struct target {
 	char port[16];
 	char path[1024];
 	const char *key, *ca, *cert, *ckey, *tls_ver;
+	const char *body_file; /* -b after -u: this target's own body */
 	const char *hdrs[16];
 	int n_hdrs;
 	/* set up by setup_target() */
@@ -182,7 +184,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: authbench req -n N [-w WARM] [-B BURST] -b BODY [-T SEC] [-q] TARGET...\n"
 		"       authbench hs  -n N [-w WARM] [-r] [-T SEC] [-q] TARGET\n"
-		"  TARGET = -u URL [-L LABEL] [-k KEY] [-A CA] [-C CRT -K KEY] [-V 1.2|1.3] [-H 'k: v']...\n");
+		"  TARGET = -u URL [-L LABEL] [-b BODY] [-k KEY] [-A CA] [-C CRT -K KEY] [-V 1.2|1.3] [-H 'k: v']...\n");
 	exit(2);
 }
 
@@ -253,14 +255,21 @@ static void parse_opts(struct opts *o, int argc, char **argv)
 			if (*end || o->max_s <= 0)
 				die("bad -T %s", v);
 			break;
-		case 'b': o->body_file = v; break;
+		case 'b':
+			/* -b before any -u: every target's body; after: that target's */
+			if (t)
+				t->body_file = v;
+			else
+				o->body_file = v;
+			break;
 		default: usage();
 		}
 	}
 	if (o->nt == 0 || o->n == 0)
 		usage();
-	if (strcmp(o->mode, "req") == 0 && !o->body_file)
-		die("req needs -b BODY");
+	for (int i = 0; strcmp(o->mode, "req") == 0 && i < o->nt; i++)
+		if (!o->body_file && !o->t[i].body_file)
+			die("req needs -b BODY (before the targets, or after each -u)");
 	if (strcmp(o->mode, "hs") == 0 && (o->nt != 1 || !o->t[0].tls))
 		die("hs takes one https:// target");
 	for (int i = 0; i < o->nt; i++)
@@ -773,16 +782,16 @@ static void one_request(struct target *t, int measured)
 
 static int mode_req(struct opts *o)
 {
-	size_t blen;
-	char *body = read_file(o->body_file, &blen);
 	for (int k = 0; k < o->nt; k++) {
 		struct target *t = &o->t[k];
+		size_t blen;
+		char *body = read_file(t->body_file ? t->body_file : o->body_file, &blen);
 		build_request(t, body, blen);
+		free(body);
 		t->lat = calloc((size_t)o->n, sizeof *t->lat);
 		if (!t->lat)
 			die("out of memory");
 	}
-	free(body);
 
 	long total = o->warm + o->n, i, turn = 0;
 	long errors = 0;

@@ -2,7 +2,8 @@
  * `model: "auto"` request: the detectors (heur_detect) and the heuristic
  * rules (heur_match), on 1 KB and 100 KB English prompts, with a
  * realistic rule set (5 rules, 60 keywords, 2 regexes, one custom
- * detector). Later layers (the embedder) add their cases to the table.
+ * detector); then the builtin embedder with a semantic query over five
+ * routes of ten examples each (the first rows of each route).
  *
  * build: make && cc -O2 -std=c11 -D_GNU_SOURCE -Isrc bench/routebench.c \
  *          build/libumbra.a -levent_core -levent_pthreads -lcurl -lnghttp2 \
@@ -24,7 +25,9 @@
 
 #include <cjson/cJSON.h>
 
+#include "routing/embed.h"
 #include "routing/heuristics.h"
+#include "routing/semantic.h"
 
 #define BENCH_SAMPLES 201
 
@@ -135,13 +138,17 @@ static struct text sized(struct text src, size_t n)
 
 /* ---- timing ---- */
 
-enum what { W_FULL, W_FULL_CUSTOM, W_DETECT, W_MATCH };
+enum what { W_FULL, W_FULL_CUSTOM, W_DETECT, W_MATCH, W_EMBED };
 
 struct ctx {
 	const struct heuristics *h;
 	struct route_text rt;
 	struct det_counts dc;
 	int match;
+	const struct embed_builtin *emb;
+	const struct sem_index *ix;
+	float *vec;
+	struct sem_result res;
 };
 
 static void run_once(struct ctx *c, enum what w)
@@ -160,6 +167,10 @@ static void run_once(struct ctx *c, enum what w)
 		break;
 	case W_MATCH:
 		c->match = heur_match(c->h, &c->rt, &c->dc);
+		break;
+	case W_EMBED:
+		embed_builtin_vec(c->emb, c->rt.last_user, c->vec);
+		sem_index_query(c->ix, SEM_CENTROID, c->vec, &c->res);
 		break;
 	}
 }
@@ -194,6 +205,57 @@ static double bench(struct ctx *c, enum what w)
 	}
 	qsort(s, BENCH_SAMPLES, sizeof(s[0]), cmp_u64);
 	return (double)s[BENCH_SAMPLES / 2] / batch;
+}
+
+/* The builtin embedder and a centroid query: 10 examples per route. */
+static int bench_embedder(const char *path)
+{
+	static const char *const routes[] = { "pii", "coding", "regulatory", "fast", "general" };
+	struct str ex[50];
+	struct text keep[5];
+	size_t n = 0;
+	for (size_t r = 0; r < 5; r++) {
+		keep[r] = load(path, routes[r]);
+		/* load() joins the route's message texts with newlines: the first
+		 * ten lines stand in for examples (this measures speed, not quality) */
+		const char *p = keep[r].p, *end = p ? p + keep[r].n : p;
+		for (size_t k = 0; p && p < end && k < 10; k++) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
+			ex[n++] = str_make(p, len);
+			p += len + 1;
+		}
+	}
+	if (!n) {
+		ex[n++] = str_make(fallback, sizeof(fallback) - 1);
+		keep[0] = (struct text){ strdup(fallback), sizeof(fallback) - 1 };
+	}
+	struct embed_builtin *e = embed_builtin_new(ex, n);
+	struct sem_index *ix = sem_index_new(5, embed_builtin_dim(e));
+	float *v = malloc(embed_builtin_dim(e) * sizeof *v);
+	for (size_t i = 0; i < n; i++) {
+		embed_builtin_vec(e, ex[i], v);
+		sem_index_add(ix, i / 10, v);
+	}
+	sem_index_finish(ix);
+	printf("\nbuiltin embedder (%zu dims) + centroid query, %zu examples:\n\n", embed_builtin_dim(e), n);
+	printf("| prompt | size | embed + query |\n|---|---:|---:|\n");
+	static const size_t sizes[] = { 200, 1024, 100 * 1024 };
+	struct text src = keep[4].n ? keep[4] : keep[0];
+	for (size_t z = 0; z < UMB_ARRAY_LEN(sizes); z++) {
+		struct text t = sized(src, sizes[z]);
+		struct ctx c = { .emb = e, .ix = ix, .vec = v };
+		c.rt.last_user = str_make(t.p, t.n);
+		double ns = bench(&c, W_EMBED);
+		printf("| general | %zu B | %.2f us |\n", t.n, ns / 1e3);
+		free(t.p);
+	}
+	for (size_t r = 0; r < 5; r++)
+		free(keep[r].p);
+	free(v);
+	sem_index_free(ix);
+	embed_builtin_free(e);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -257,5 +319,5 @@ int main(int argc, char **argv)
 		free(src.p);
 	}
 	heur_free(h);
-	return 0;
+	return bench_embedder(path);
 }

@@ -6,6 +6,7 @@
 #include "http/http.h"
 #include "identity/identity_cmd.h"
 #include "identity/pki.h"
+#include "routing/route_cmd.h"
 #include "tunnel/connector.h"
 
 static int usage(FILE *out)
@@ -19,6 +20,7 @@ static int usage(FILE *out)
 		"  key create|list|revoke -c FILE ...    virtual API keys in the config's store\n"
 		"  enroll TOKEN --gateway URL --out DIR  get a certificate with a one-time token\n"
 		"  connect -c FILE     run a dark-service connector (docs/tunnel.md)\n"
+		"  route -c FILE --explain  routing decisions for chat requests on stdin (JSON lines)\n"
 		"  version             print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -84,6 +86,8 @@ int main(int argc, char **argv)
 		return enroll_cmd_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "connect"))
 		return connector_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "route"))
+		return route_cmd_main(argc - 1, argv + 1);
 	fprintf(stderr, "umbra: unknown command '%s'\n", cmd);
 	return usage(stderr);
 }

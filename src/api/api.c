@@ -132,6 +132,17 @@ void api_request_done(struct req *r)
 		buf_append_cstr(&b, ",\"error\":");
 		json_write_cstr(&b, r->error_kind);
 	}
+	if (r->route_method) {
+		buf_printf(&b, ",\"route_method\":\"%s\"", r->route_method);
+		if (r->route) {
+			buf_append_cstr(&b, ",\"route\":");
+			json_write_cstr(&b, r->route);
+		}
+		if (r->route_score)
+			buf_printf(&b, ",\"route_score\":%s", r->route_score);
+		if (r->route_log)
+			buf_append_cstr(&b, r->route_log);
+	}
 	log_emit(LOG_INFO, b.p, "request");
 	buf_clear(&b);
 }

@@ -10,6 +10,8 @@
 #include "tunnel/tunnel.h"
 #include "core/json.h"
 #include "upstream/upstream.h"
+#include "metrics/metrics.h"
+#include "routing/router.h"
 
 #define API_MAX_MEMBERS 128
 
@@ -187,13 +189,227 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	return m;
 }
 
+/* A chat request between parsing and forwarding: routing may wait for
+ * the classifier. Lives in the request arena. */
+struct chat {
+	struct req *r;
+	struct parsed *p;
+	struct upstream_call call;
+	struct route_text text;
+	struct route_decision dec;
+	const struct cfg_model *explicit_model; /* NULL: routed */
+};
+
+static void chat_decision_clear(void *arg)
+{
+	route_decision_clear(&((struct chat *)arg)->dec);
+}
+
+/* Record the decision on the request (headers, log line, metrics). */
+static void chat_note_route(struct chat *c)
+{
+	struct req *r = c->r;
+	struct route_decision *d = &c->dec;
+	r->route_method = route_method_name(d->method);
+	r->route = d->route ? d->route->name : NULL;
+	if (d->score >= 0)
+		r->route_score = arena_printf(r->arena, "%.3f", d->score);
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_lit(&b, ",\"detectors\":");
+	router_write_detectors(r->rt->router, d, &b);
+	buf_append_lit(&b, ",\"route_trace\":");
+	buf_append(&b, d->trace.p, d->trace.n);
+	buf_append_lit(&b, "]");
+	r->route_log = arena_strndup(r->arena, b.p, b.n);
+	buf_clear(&b);
+	metrics_route(r->w->metrics, r->route_method, r->route);
+	for (int i = 0; i < DET_MAX; i++)
+		if (d->det_mask >> i & 1)
+			metrics_detector_hits(r->w->metrics, router_detector_name(r->rt->router, i),
+					      d->det.n[i]);
+}
+
+/* The route is chosen: apply the team's policy and forward. */
+static void chat_forward(struct chat *c)
+{
+	struct req *r = c->r;
+	struct route_decision *d = &c->dec;
+	chat_note_route(c);
+	const struct cfg_model *m = c->explicit_model;
+	if (d->route) {
+		const struct cfg_team *t = r->who.team_cfg;
+		bool listed = !t || !t->n_routes;
+		for (size_t i = 0; t && i < t->n_routes && !listed; i++)
+			listed = !strcmp(t->routes[i], d->route->name);
+		m = d->route->model_ref;
+		if (r->rt->cfg->teams_set && r->who.authenticated &&
+		    (!t || !listed || !api_model_allowed(r, str_cstr(m->name)))) {
+			api_error_openai(r, 403, "permission_error", "route_not_allowed",
+					 "identity %s (team %s) may not use the route '%s' (model '%s')",
+					 r->who.name, r->who.team[0] ? r->who.team : "none",
+					 d->route->name, m->name);
+			return;
+		}
+		const char *svc;
+		if (!tunnel_provider_allows(r->rt->cfg, m->provider, &r->who, &svc)) {
+			api_error_openai(r, 403, "permission_error", "service_not_allowed",
+					 "identity %s may not use the dark service %s behind route '%s'",
+					 r->who.authenticated ? r->who.name : "(anonymous)", svc,
+					 d->route->name);
+			return;
+		}
+		/* requested_model stays what the client sent ("auto", or the
+		 * cloud model a sensitive request was moved from): the provider
+		 * rewrites the body's model to the route's */
+	}
+	c->call.model = m;
+	c->call.onprem_only = router_is_sensitive(d);
+	upstream_forward(r, &c->call);
+}
+
+static void chat_classified(void *arg, int status, struct str body)
+{
+	struct chat *c = arg;
+	router_classifier_answer(c->r->rt->router, &c->text, status, body, &c->dec);
+	chat_forward(c);
+}
+
+/* An internal call for routing: body (built by the router) to model,
+ * within timeout_ms; cb gets the answer. */
+static void chat_internal_call(struct chat *c, enum upstream_op op, const struct cfg_model *m,
+			       struct buf *body, int timeout_ms, upstream_done_cb cb)
+{
+	struct req *r = c->r;
+	struct upstream_call call = { .op = op, .model = m, .requested_model = str_cstr(m->name) };
+	call.body = str_make(arena_strndup(r->arena, body->p, body->n), body->n);
+	struct json_member *mem = arena_alloc(r->arena, 8 * sizeof *mem);
+	struct json_val root;
+	struct json_err err;
+	if (json_parse_top(call.body.p, call.body.n, mem, 8, &call.n_members, &root, &err)) {
+		cb(c, 0, STR_NULL); /* cannot happen: the router wrote it */
+		return;
+	}
+	call.members = mem;
+	upstream_call_internal(r, &call, timeout_ms, cb, c);
+}
+
+/* Ask the classifier model. */
+static void chat_classify(struct chat *c)
+{
+	struct req *r = c->r;
+	struct router *rt = r->rt->router;
+	if (router_classifier_cached(rt, &c->text, &c->dec)) {
+		chat_forward(c);
+		return;
+	}
+	const struct cfg_classifier *cc = &r->rt->cfg->routing.classifier;
+	struct buf b;
+	buf_init(&b, 0);
+	router_classifier_body(rt, &c->text, cc->model, &b);
+	chat_internal_call(c, UPSTREAM_CHAT, config_find_model(r->rt->cfg, str_cstr(cc->model)), &b,
+			   cc->timeout_ms, chat_classified);
+	buf_clear(&b);
+}
+
+static void chat_embedded(void *arg, int status, struct str body)
+{
+	struct chat *c = arg;
+	router_embed_answer(c->r->rt->router, &c->text, status, body, &c->dec);
+	if (c->dec.want_classifier)
+		chat_classify(c);
+	else
+		chat_forward(c);
+}
+
+/* Ask the provider embedder. */
+static void chat_embed(struct chat *c)
+{
+	struct req *r = c->r;
+	struct buf b;
+	const struct cfg_model *m;
+	buf_init(&b, 0);
+	router_embed_request(r->rt->router, &c->text, &c->dec, &b, &m);
+	chat_internal_call(c, UPSTREAM_EMBEDDINGS, m, &b, r->rt->cfg->routing.semantic.timeout_ms,
+			   chat_embedded);
+	buf_clear(&b);
+}
+
+/* Route a chat request: the guard on every request, then the explicit
+ * model or the cascade. Errors are sent here. */
+static void chat_route(struct chat *c)
+{
+	struct req *r = c->r;
+	struct router *rt = r->rt->router;
+	struct route_decision *d = &c->dec;
+	char why[160];
+	if (router_text_extract(r->arena, *get(c->p, K_MESSAGES), get(c->p, K_TOOLS),
+				get(c->p, K_MAX_TOKENS) ? get(c->p, K_MAX_TOKENS)
+							: get(c->p, K_MAX_COMPLETION_TOKENS),
+				&c->text, why, sizeof why)) {
+		api_error_openai(r, 400, "invalid_request_error", "invalid_value", "%s", why);
+		return;
+	}
+	route_decision_init(d);
+	arena_cleanup_add(r->arena, chat_decision_clear, c);
+	router_guard(rt, &c->text, d);
+	if (router_is_sensitive(d)) {
+		const struct cfg_sensitive *sv = router_sensitive(rt);
+		char hits[256];
+		router_hits_text(rt, d, hits, sizeof hits);
+		if (sv->action == SENSITIVE_BLOCK) {
+			d->method = ROUTE_SENSITIVE;
+			chat_note_route(c);
+			api_error_openai(r, 403, "permission_error", "sensitive_data_blocked",
+					 "request blocked by the sensitivity guard: it contains %s", hits);
+			return;
+		}
+		if (c->explicit_model && c->explicit_model->locality == LOCALITY_ONPREM) {
+			/* already on-prem: keep it, and keep its fallbacks on-prem */
+			d->method = ROUTE_EXPLICIT;
+			chat_forward(c);
+			return;
+		}
+		const struct cfg_route *to = NULL;
+		for (size_t i = 0; i < r->rt->cfg->routing.n_routes; i++)
+			if (!strcmp(r->rt->cfg->routing.routes[i].name, sv->route))
+				to = &r->rt->cfg->routing.routes[i];
+		d->route = to;
+		d->method = ROUTE_SENSITIVE;
+		d->score = -1;
+		c->explicit_model = NULL;
+		chat_forward(c);
+		return;
+	}
+	if (c->explicit_model) {
+		d->method = ROUTE_EXPLICIT;
+		chat_forward(c);
+		return;
+	}
+	router_cascade(rt, &c->text, d);
+	if (d->want_embedding)
+		chat_embed(c);
+	else if (d->want_classifier)
+		chat_classify(c);
+	else
+		chat_forward(c);
+}
+
+/* Is the model member absent, null or "auto" (routing decides)? */
+static bool chat_model_auto(const struct parsed *p)
+{
+	const struct json_val *v = get(p, K_MODEL);
+	return !v || v->type == JSON_NULL || json_str_eq(*v, "auto");
+}
+
 void api_openai_chat(struct req *r)
 {
 	/* not zeroed: the parser fills what it reports */
 	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
 	if (!parse_body(r, p))
 		return;
-	if (!want_type(r, p, K_MODEL, true, JSON_STRING, JSON_STRING, "a string") ||
+	struct router *router = r->rt->router;
+	if (!want_type(r, p, K_MODEL, !router, JSON_STRING, JSON_STRING, "a string") ||
 	    !want_type(r, p, K_MESSAGES, true, JSON_ARRAY, JSON_ARRAY, "an array") ||
 	    !want_type(r, p, K_STREAM, false, JSON_TRUE, JSON_FALSE, "a boolean") ||
 	    !want_type(r, p, K_STREAM_OPTIONS, false, JSON_OBJECT, JSON_OBJECT, "an object") ||
@@ -208,7 +424,8 @@ void api_openai_chat(struct req *r)
 	/* Only the first message is checked here: walking every message of
 	 * a long conversation costs more than the validating parse of the
 	 * whole body (docs/decisions.md, "Request bodies"); the upstream
-	 * judges the rest and its 400 reaches the client in our shape. */
+	 * judges the rest and its 400 reaches the client in our shape. With
+	 * routing on, router_text_extract walks them all anyway. */
 	struct json_iter it;
 	struct json_val msg, role;
 	json_iter_init(&it, *msgs);
@@ -223,10 +440,14 @@ void api_openai_chat(struct req *r)
 				 "messages[0] must be an object with a string 'role'");
 		return;
 	}
-	struct upstream_call call = { .op = UPSTREAM_CHAT, .body = r->body,
-				      .members = p->m, .n_members = p->n };
+	struct chat *c = arena_alloc(r->arena, sizeof *c);
+	c->r = r;
+	c->p = p;
+	struct upstream_call *call = &c->call;
+	*call = (struct upstream_call){ .op = UPSTREAM_CHAT, .body = r->body,
+					.members = p->m, .n_members = p->n };
 	const struct json_val *st = get(p, K_STREAM);
-	call.stream = st && st->type == JSON_TRUE;
+	call->stream = st && st->type == JSON_TRUE;
 	const struct json_val *so = get(p, K_STREAM_OPTIONS);
 	struct json_val iu;
 	if (so && so->type == JSON_OBJECT && json_obj_get(*so, "include_usage", &iu)) {
@@ -235,13 +456,23 @@ void api_openai_chat(struct req *r)
 					 "'stream_options.include_usage' must be a boolean");
 			return;
 		}
-		call.client_wants_usage = iu.type == JSON_TRUE;
+		call->client_wants_usage = iu.type == JSON_TRUE;
 	}
-	r->stream = call.stream;
-	call.model = resolve_model(r, p, &call.requested_model);
-	if (!call.model)
+	r->stream = call->stream;
+	if (!router) {
+		call->model = resolve_model(r, p, &call->requested_model);
+		if (call->model)
+			upstream_forward(r, call);
 		return;
-	upstream_forward(r, &call);
+	}
+	if (!chat_model_auto(p)) {
+		c->explicit_model = resolve_model(r, p, &call->requested_model);
+		if (!c->explicit_model)
+			return;
+	} else {
+		call->requested_model = STR("auto");
+	}
+	chat_route(c);
 }
 
 void api_openai_embeddings(struct req *r)
@@ -268,6 +499,11 @@ void api_openai_models(struct req *r)
 	arena_cleanup_add(r->arena, (arena_cleanup_cb)buf_clear, b);
 	buf_append_cstr(b, "{\"object\":\"list\",\"data\":[");
 	bool first = true;
+	if (r->rt->router) {
+		/* routing picks the model: "auto" (or no model at all) */
+		buf_append_cstr(b, "{\"id\":\"auto\",\"object\":\"model\",\"created\":0,\"owned_by\":\"umbra\"}");
+		first = false;
+	}
 	for (size_t i = 0; i < cfg->n_models; i++) {
 		const struct cfg_model *m = &cfg->models[i];
 		if (m->is_glob)

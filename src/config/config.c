@@ -22,6 +22,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <yaml.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include "routing/pii.h"
+#include "routing/routing.h"
 
 /* A scalar value may not grow past this after ${ENV} expansion. */
 #define CFG_MAX_VALUE (64 * 1024)
@@ -58,6 +63,7 @@ struct cfg_ctx {
 	enum provider_type ptype; /* type of the provider being loaded */
 	size_t cur_item;          /* index cfg_load_items is loading */
 	int **fb_lines;           /* [model][i]: line of fallbacks[i] */
+	bool prose;               /* loading prompt text: newlines allowed */
 };
 
 /* Format "NAME:LINE: msg" without the key path (the caller puts the path
@@ -273,7 +279,8 @@ static int cfg_expand(struct cfg_ctx *c, int line, const char *s, size_t n,
 
 	buf_init(&b, CFG_MAX_VALUE);
 	while (i < n) {
-		const char *d = memchr(s + i, '$', n - i);
+		/* prompt text is taken literally: "${{ matrix.os }}" is CI code */
+		const char *d = c->prose ? NULL : memchr(s + i, '$', n - i);
 		size_t lit = d ? (size_t)(d - (s + i)) : n - i;
 		if (buf_append(&b, s + i, lit))
 			goto toobig;
@@ -341,7 +348,8 @@ static int cfg_expand(struct cfg_ctx *c, int line, const char *s, size_t n,
 	}
 	for (size_t k = 0; k < b.n; k++) {
 		unsigned char ch = (unsigned char)b.p[k];
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+		bool nl_ok = c->prose && (ch == '\n' || ch == '\r');
+		if (((ch < 0x20 && ch != '\t') || ch == 0x7f) && !nl_ok) {
 			rc = cfg_err(c, line,
 				     "control character 0x%02x in value, expected printable text",
 				     ch);
@@ -451,6 +459,27 @@ static const struct cfg_enum provider_types[] = {
 static const struct cfg_enum localities[] = {
 	{ "onprem", LOCALITY_ONPREM, false },
 	{ "cloud", LOCALITY_CLOUD, false },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum tristates[] = {
+	{ "true", TRI_TRUE, false },
+	{ "false", TRI_FALSE, false },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum rule_scopes[] = {
+	{ "conversation", SCOPE_CONVERSATION, false },
+	{ "last_user", SCOPE_LAST_USER, false },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum sem_comparisons[] = {
+	{ "centroid", SEM_CENTROID, false },
+	{ "max", SEM_MAX, false },
+	{ "average", SEM_AVERAGE, false },
+	{ NULL, 0, false },
+};
+static const struct cfg_enum sensitive_actions[] = {
+	{ "reroute", SENSITIVE_REROUTE, false },
+	{ "block", SENSITIVE_BLOCK, false },
 	{ NULL, 0, false },
 };
 static const struct cfg_enum client_auths[] = {
@@ -1445,6 +1474,18 @@ static int cfg_load_strings(struct cfg_ctx *c, yaml_node_t *n, void *base,
 	return cfg_str_list(c, n, base, k, NULL);
 }
 
+/* Example prompts: like strings, but multi-line text (code, tables) is
+ * what prompts are made of, and they are literal (no ${} expansion). They
+ * never reach a header. */
+static int cfg_load_prompts(struct cfg_ctx *c, yaml_node_t *n, void *base,
+			    const struct cfg_key *k)
+{
+	c->prose = true;
+	int rc = cfg_str_list(c, n, base, k, NULL);
+	c->prose = false;
+	return rc;
+}
+
 /* Fallbacks are resolved once every model is loaded, and an error then
  * names the line of the entry: keep the lines. */
 static int cfg_load_fallbacks(struct cfg_ctx *c, yaml_node_t *n, void *base,
@@ -1889,7 +1930,226 @@ static int services_check(struct cfg_ctx *c, yaml_node_t *root)
 	return UMB_OK;
 }
 
+
+/* ---- routing: (docs/routing.md) ---- */
+
+/* A PCRE2 pattern must compile; the message names pattern, reason and
+ * offset. The gateway compiles again (with JIT) in routing/heuristics.c. */
+static int cfg_check_regex(struct cfg_ctx *c, int line, const char *re)
+{
+	int code;
+	PCRE2_SIZE off;
+	pcre2_code *rc = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED,
+				       PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &code, &off, NULL);
+	if (rc) {
+		pcre2_code_free(rc);
+		return UMB_OK;
+	}
+	PCRE2_UCHAR msg[160];
+	pcre2_get_error_message(code, msg, sizeof msg);
+	return cfg_err(c, line, "regex %s does not compile: %s at offset %zu",
+		       cfg_quote(c, re, strlen(re)), (const char *)msg, (size_t)off);
+}
+
+static int rule_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_rule *r = base;
+	UMB_UNUSED(n);
+	if (!r->name)
+		r->name = arena_printf(c->a, "rule-%zu", c->cur_item + 1);
+	for (size_t i = 0; i < r->n_regex; i++)
+		if (cfg_check_regex(c, r->line, r->regex[i]))
+			return UMB_ERR;
+	if (!r->n_keywords && !r->n_regex && !r->n_system_prompt_contains &&
+	    r->has_tools == TRI_UNSET && !r->max_tokens_lt && !r->message_length_lt &&
+	    !r->n_detectors)
+		return cfg_err(c, r->line,
+			       "rule has no condition, expected match: with keywords, regex, "
+			       "system_prompt_contains, has_tools, max_tokens_lt, message_length_lt or detectors");
+	return UMB_OK;
+}
+
+static int detector_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_detector *d = base;
+	enum pii_kind k;
+	UMB_UNUSED(n);
+	if (pii_kind_parse(d->name, &k) == UMB_OK)
+		return cfg_err(c, d->line, "\"%s\" is a built-in detector, expected another name",
+			       d->name);
+	return cfg_check_regex(c, d->line, d->regex);
+}
+
+static int semantic_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_semantic *s = base;
+	s->enabled = s->enabled && n != NULL;
+	if (!s->enabled)
+		return UMB_OK;
+	int line = NODE_LINE(n);
+	if (s->provider && s->embedder)
+		return cfg_err(c, line, "embedder and provider are exclusive, expected "
+			       "embedder: builtin or provider: NAME with model: M");
+	if (!s->provider && !s->embedder)
+		s->embedder = arena_strndup(c->a, "builtin", 7);
+	if (s->embedder && strcmp(s->embedder, "builtin"))
+		return cfg_err(c, line, "unknown embedder \"%s\", expected builtin "
+			       "(or provider: NAME with model: M)", s->embedder);
+	if (s->provider && !s->model)
+		return cfg_err(c, line, "provider needs model: (the embedding model's name)");
+	if (s->provider && !config_find_provider(c->cfg, s->provider))
+		return cfg_err(c, line, "unknown provider \"%s\", expected a name in providers:",
+			       s->provider);
+	/* The builtin embedder's cosines run lower than a neural model's
+	 * (docs/routing.md, "Thresholds"): its own defaults, unless given. */
+	if (s->embedder && !cfg_map_get(c, n, "threshold"))
+		s->threshold = SEM_BUILTIN_THRESHOLD;
+	if (s->embedder && !cfg_map_get(c, n, "ambiguous_threshold"))
+		s->ambiguous_threshold = SEM_BUILTIN_AMBIGUOUS;
+	if (s->ambiguous_threshold > s->threshold)
+		return cfg_err(c, line, "ambiguous_threshold (%g) must not exceed threshold (%g)",
+			       s->ambiguous_threshold, s->threshold);
+	return UMB_OK;
+}
+
+static int classifier_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_classifier *k = base;
+	k->enabled = k->enabled && n != NULL;
+	if (!k->enabled)
+		return UMB_OK;
+	if (!k->model)
+		return cfg_err(c, NODE_LINE(n), "missing required key \"model\" (the chat model asked to classify)");
+	const struct cfg_model *m = config_find_model(c->cfg, str_cstr(k->model));
+	if (!m || m->is_glob || strcmp(m->name, k->model))
+		return cfg_err(c, NODE_LINE(n), "model \"%s\" is not the exact name of a model in models:",
+			       k->model);
+	return UMB_OK;
+}
+
+static int sensitive_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_sensitive *s = base;
+	UMB_UNUSED(c);
+	s->enabled = s->enabled && n != NULL;
+	s->line = n ? NODE_LINE(n) : 0;
+	return UMB_OK;
+}
+
+/* Is name a built-in detector or one of routing.detectors? */
+static bool routing_detector_known(const struct cfg_routing *rt, const char *name)
+{
+	enum pii_kind k;
+	if (pii_kind_parse(name, &k) == UMB_OK)
+		return true;
+	for (size_t i = 0; i < rt->n_detectors; i++)
+		if (!strcmp(rt->detectors[i].name, name))
+			return true;
+	return false;
+}
+
+static const struct cfg_section route_section;
+
+static const struct cfg_route *routing_route(struct cfg_ctx *c, int line,
+					     const struct cfg_routing *rt, const char *name)
+{
+	return cfg_lookup_item(c, line, name, rt->routes, rt->n_routes, &route_section);
+}
+
+/* Cross-references inside routing: (keys may come in any order) and to
+ * models:, loaded before routing: by config_post. */
+static int routing_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_routing *rt = base;
+	size_t old;
+	if (!n)
+		return UMB_OK;
+	rt->enabled = true;
+	int line = NODE_LINE(n);
+	if (rt->n_routes == 0)
+		return cfg_err(c, line, "routes: lists no route, expected at least one { name, model }");
+	if (rt->n_detectors > DET_CUSTOM_MAX)
+		return cfg_err(c, line, "%zu custom detectors, expected at most %d",
+			       rt->n_detectors, DET_CUSTOM_MAX);
+	for (size_t i = 0; i < rt->n_routes; i++) {
+		struct cfg_route *r = &rt->routes[i];
+		old = c->path_len;
+		cfg_path_key(c, "routes");
+		cfg_path_index(c, i);
+		const struct cfg_model *m = config_find_model(c->cfg, str_cstr(r->model));
+		int rc = UMB_OK;
+		if (!m || m->is_glob || strcmp(m->name, r->model))
+			rc = cfg_err(c, r->line, "model \"%s\" is not the exact name of a model in models:",
+				     r->model);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+		r->model_ref = m;
+	}
+	old = cfg_path_key(c, "default_route");
+	const struct cfg_route *dr = routing_route(c, line, rt, rt->default_route);
+	cfg_path_pop(c, old);
+	if (!dr)
+		return UMB_ERR;
+	for (size_t i = 0; i < rt->n_rules; i++) {
+		struct cfg_rule *r = &rt->rules[i];
+		old = c->path_len;
+		cfg_path_key(c, "heuristics");
+		cfg_path_key(c, "rules");
+		cfg_path_index(c, i);
+		int rc = routing_route(c, r->line, rt, r->route) ? UMB_OK : UMB_ERR;
+		for (size_t d = 0; !rc && d < r->n_detectors; d++)
+			if (!routing_detector_known(rt, r->detectors[d]))
+				rc = cfg_err(c, r->line, "unknown detector \"%s\", expected email, credit_card, "
+					     "ssn, iban, phone or a name in routing.detectors", r->detectors[d]);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
+	struct cfg_sensitive *sv = &rt->sensitive;
+	if (sv->enabled) {
+		int rc = UMB_OK;
+		old = cfg_path_key(c, "sensitive");
+		if (sv->n_detectors == 0) {
+			/* default: every built-in detector */
+			sv->detectors = arena_alloc(c->a, sizeof(char *) * PII_KINDS);
+			for (int k = 0; k < PII_KINDS; k++)
+				sv->detectors[k] = (char *)pii_kind_name((enum pii_kind)k);
+			sv->n_detectors = PII_KINDS;
+		}
+		for (size_t d = 0; !rc && d < sv->n_detectors; d++)
+			if (!routing_detector_known(rt, sv->detectors[d]))
+				rc = cfg_err(c, sv->line, "unknown detector \"%s\", expected email, credit_card, "
+					     "ssn, iban, phone or a name in routing.detectors", sv->detectors[d]);
+		if (!rc && sv->action == SENSITIVE_REROUTE && !sv->route)
+			rc = cfg_err(c, sv->line, "action: reroute needs route: (an on-prem route)");
+		if (!rc && sv->route) {
+			const struct cfg_route *r = routing_route(c, sv->line, rt, sv->route);
+			if (!r)
+				rc = UMB_ERR;
+			else if (r->model_ref->locality != LOCALITY_ONPREM)
+				rc = cfg_err(c, sv->line, "route \"%s\" serves model \"%s\", which is not "
+					     "locality: onprem; sensitive data may only be rerouted on-prem",
+					     r->name, r->model);
+		}
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
+	/* teams' routes: name configured routes */
+	for (size_t t = 0; t < c->cfg->n_teams; t++) {
+		const struct cfg_team *tm = &c->cfg->teams[t];
+		for (size_t i = 0; i < tm->n_routes; i++)
+			if (!cfg_find_item(rt->routes, rt->n_routes, &route_section,
+					   str_cstr(tm->routes[i])))
+				return cfg_err_raw(c, tm->line, "teams[%zu].routes: unknown route \"%s\", "
+						   "expected a name in routing.routes", t, tm->routes[i]);
+	}
+	return UMB_OK;
+}
+
 static const struct cfg_section config_section;
+static const struct cfg_section routing_section;
 
 /* n is the top-level mapping: every key is loaded, so the keys that refer
  * to others (cfg_later) can be loaded now. teams: present at all, even
@@ -1919,6 +2179,14 @@ static int config_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 	}
 	if ((rc = tunnel_check(c, n)) || (rc = services_check(c, n)))
 		return rc;
+	yaml_node_t *rn = cfg_map_get(c, n, "routing");
+	if (rn) {
+		old = cfg_path_key(c, "routing");
+		rc = cfg_load_section(c, rn, &routing_section, &cfg->routing);
+		cfg_path_pop(c, old);
+		if (rc)
+			return rc;
+	}
 	return auth_check(c, n);
 }
 
@@ -2136,7 +2404,7 @@ static const struct cfg_key team_keys[] = {
 	KEY("routes", CK_CUSTOM, struct cfg_team, routes, .off2 = offsetof(struct cfg_team, n_routes),
 	    .custom = cfg_load_strings, .parse = cfg_parse_name,
 	    .want = "route names", .want_one = "a route name",
-	    .doc = "routes the team may use (enforced once routing exists)"),
+	    .doc = "routes the team may use; absent: any route whose model the team may use"),
 	UNIMPL("budget", "spending limit"),
 	UNIMPL("rate_limit", "request rate limit"),
 };
@@ -2191,6 +2459,162 @@ static const struct cfg_section service_section = {
 	ITEMS(struct cfg_service, "service", "{ name, hosts, users }", ""),
 };
 
+
+static const struct cfg_key rule_match_keys[] = {
+	KEY("keywords", CK_CUSTOM, struct cfg_rule, keywords, .off2 = offsetof(struct cfg_rule, n_keywords),
+	    .custom = cfg_load_strings, .want = "keywords", .want_one = "a keyword",
+	    .doc = "any of these words or phrases, case-insensitive, whole words (c++ works)"),
+	KEY("exclude", CK_CUSTOM, struct cfg_rule, exclude, .off2 = offsetof(struct cfg_rule, n_exclude),
+	    .custom = cfg_load_strings, .want = "keywords", .want_one = "a keyword",
+	    .doc = "none of these words or phrases (matched like keywords)"),
+	KEY("regex", CK_CUSTOM, struct cfg_rule, regex, .off2 = offsetof(struct cfg_rule, n_regex),
+	    .custom = cfg_load_strings, .want = "PCRE2 patterns", .want_one = "a PCRE2 pattern",
+	    .doc = "any of these PCRE2 patterns matches (case-sensitive unless (?i))"),
+	KEY("system_prompt_contains", CK_CUSTOM, struct cfg_rule, system_prompt_contains,
+	    .off2 = offsetof(struct cfg_rule, n_system_prompt_contains),
+	    .custom = cfg_load_strings, .want = "strings", .want_one = "a string",
+	    .doc = "the system prompt contains any of these (case-insensitive)"),
+	KEY("has_tools", CK_ENUM, struct cfg_rule, has_tools, .enums = tristates,
+	    .doc = "true: the request carries tools; false: it does not"),
+	KEY("max_tokens_lt", CK_INT, struct cfg_rule, max_tokens_lt, .def = "0", .min = 0, .max = 1e9,
+	    .doc = "max_tokens is given and below this"),
+	KEY("message_length_lt", CK_INT, struct cfg_rule, message_length_lt, .def = "0", .min = 0, .max = 1e9,
+	    .doc = "the last user message has fewer characters than this"),
+	KEY("detectors", CK_CUSTOM, struct cfg_rule, detectors, .off2 = offsetof(struct cfg_rule, n_detectors),
+	    .custom = cfg_load_strings, .unique = true, .want = "detector names", .want_one = "a detector name",
+	    .doc = "any of these detectors finds something"),
+	KEY("scope", CK_ENUM, struct cfg_rule, scope, .def = "conversation", .enums = rule_scopes,
+	    .doc = "conversation | last_user: the text keywords, exclude and regex look at"),
+};
+static const struct cfg_section rule_match_section = {
+	"match", rule_match_keys, UMB_ARRAY_LEN(rule_match_keys), NULL,
+};
+
+static const struct cfg_key rule_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_rule, name, .parse = cfg_parse_name,
+	    .doc = "shown in traces; default rule-N"),
+	{ .name = "match", .kind = CK_SECTION, .off = 0, .sub = &rule_match_section, .required = true,
+	  .doc = "conditions, all of which must hold" },
+	KEY("route", CK_TEXT, struct cfg_rule, route, .parse = cfg_parse_name, .required = true,
+	    .doc = "the route chosen when the rule matches"),
+};
+static const struct cfg_section rule_section = {
+	"rules[]", rule_keys, UMB_ARRAY_LEN(rule_keys), rule_post,
+	ITEMS(struct cfg_rule, "rule", "{ match: {...}, route }", ""),
+};
+
+static const struct cfg_key heuristics_keys[] = {
+	KEY("enabled", CK_BOOL, struct cfg_routing, heuristics_enabled, .def = "true",
+	    .doc = "false switches the layer off"),
+	KEY("rules", CK_CUSTOM, struct cfg_routing, rules, .off2 = offsetof(struct cfg_routing, n_rules),
+	    .custom = cfg_load_list, .sub = &rule_section, .want = "rules",
+	    .doc = "tried in order; the first whose conditions all hold picks the route"),
+};
+static const struct cfg_section heuristics_section = {
+	"heuristics", heuristics_keys, UMB_ARRAY_LEN(heuristics_keys), NULL,
+};
+
+#define CACHE_KEYS(st) \
+	KEY("cache_size", CK_INT, st, cache_size, .def = "10000", .min = 0, .max = 10000000, \
+	    .doc = "cached answers (LRU); 0 = no cache"), \
+	KEY("cache_ttl_s", CK_INT, st, cache_ttl_s, .def = "3600", .min = 1, .max = 31536000, \
+	    .doc = "how long a cached answer stays valid")
+
+static const struct cfg_key semantic_keys[] = {
+	KEY("enabled", CK_BOOL, struct cfg_semantic, enabled, .def = "true", .doc = "false switches the layer off"),
+	KEY("embedder", CK_STR, struct cfg_semantic, embedder,
+	    .doc = "builtin (in-process, default); exclusive with provider"),
+	KEY("provider", CK_TEXT, struct cfg_semantic, provider, .parse = cfg_parse_ident,
+	    .doc = "a provider with an OpenAI-compatible /v1/embeddings (dark services too)"),
+	KEY("model", CK_STR, struct cfg_semantic, model, .doc = "the provider's embedding model"),
+	KEY("comparison", CK_ENUM, struct cfg_semantic, comparison, .def = "centroid", .enums = sem_comparisons,
+	    .doc = "centroid | max | average over each route's examples"),
+	KEY("threshold", CK_DOUBLE, struct cfg_semantic, threshold, .def = "0.75", .min = -1, .max = 1,
+	    .doc = "similarity at or above which the best route is taken (builtin: default 0.25)"),
+	KEY("ambiguous_threshold", CK_DOUBLE, struct cfg_semantic, ambiguous_threshold, .def = "0.5",
+	    .min = -1, .max = 1, .doc = "between this and threshold the classifier decides; below: the default route (builtin: default 0.1)"),
+	KEY("timeout_ms", CK_INT, struct cfg_semantic, timeout_ms, .def = "2000", .min = 1, .max = 600000,
+	    .doc = "provider embedder: give up after this (the cascade goes on)"),
+	CACHE_KEYS(struct cfg_semantic),
+};
+static const struct cfg_section semantic_section = {
+	"semantic", semantic_keys, UMB_ARRAY_LEN(semantic_keys), semantic_post,
+};
+
+static const struct cfg_key classifier_keys[] = {
+	KEY("enabled", CK_BOOL, struct cfg_classifier, enabled, .def = "true", .doc = "false switches the layer off"),
+	KEY("model", CK_STR, struct cfg_classifier, model, .doc = "a model in models: asked to name the route"),
+	KEY("timeout_ms", CK_INT, struct cfg_classifier, timeout_ms, .def = "2000", .min = 1, .max = 600000,
+	    .doc = "give up after this (the default route is used)"),
+	KEY("confidence_threshold", CK_DOUBLE, struct cfg_classifier, confidence_threshold, .def = "0.6",
+	    .min = 0, .max = 1, .doc = "answers below this confidence are ignored"),
+	CACHE_KEYS(struct cfg_classifier),
+};
+static const struct cfg_section classifier_section = {
+	"classifier", classifier_keys, UMB_ARRAY_LEN(classifier_keys), classifier_post,
+};
+
+static const struct cfg_key sensitive_keys[] = {
+	KEY("enabled", CK_BOOL, struct cfg_sensitive, enabled, .def = "true", .doc = "false switches the guard off"),
+	KEY("detectors", CK_CUSTOM, struct cfg_sensitive, detectors, .off2 = offsetof(struct cfg_sensitive, n_detectors),
+	    .custom = cfg_load_strings, .unique = true, .want = "detector names", .want_one = "a detector name",
+	    .doc = "built-in or custom detectors; default every built-in one"),
+	KEY("action", CK_ENUM, struct cfg_sensitive, action, .def = "reroute", .enums = sensitive_actions,
+	    .doc = "reroute (to route) | block (403 naming the detector)"),
+	KEY("route", CK_TEXT, struct cfg_sensitive, route, .parse = cfg_parse_name,
+	    .doc = "reroute target; its model must be locality: onprem"),
+};
+static const struct cfg_section sensitive_section = {
+	"sensitive", sensitive_keys, UMB_ARRAY_LEN(sensitive_keys), sensitive_post,
+};
+
+static const struct cfg_key detector_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_detector, name, .parse = cfg_parse_name, .required = true,
+	    .doc = "detector name, not a built-in one; unique"),
+	KEY("regex", CK_STR, struct cfg_detector, regex, .required = true,
+	    .doc = "PCRE2 pattern; distinct matched strings are counted"),
+};
+static const struct cfg_section detector_section = {
+	"detectors[]", detector_keys, UMB_ARRAY_LEN(detector_keys), detector_post,
+	ITEMS(struct cfg_detector, "detector", "{ name, regex }", ""),
+};
+
+static const struct cfg_key route_keys[] = {
+	KEY("name", CK_TEXT, struct cfg_route, name, .parse = cfg_parse_name, .required = true,
+	    .doc = "route name (x-umbra-route); unique"),
+	KEY("model", CK_STR, struct cfg_route, model, .required = true, .doc = "exact name of a model in models:"),
+	KEY("description", CK_STR, struct cfg_route, description, .doc = "what belongs here (the classifier reads it)"),
+	KEY("examples", CK_CUSTOM, struct cfg_route, examples, .off2 = offsetof(struct cfg_route, n_examples),
+	    .custom = cfg_load_prompts, .want = "example prompts", .want_one = "an example prompt",
+	    .doc = "prompts that belong here (the semantic layer compares with them)"),
+};
+static const struct cfg_section route_section = {
+	"routes[]", route_keys, UMB_ARRAY_LEN(route_keys), NULL,
+	ITEMS(struct cfg_route, "route", "{ name, model, description, examples }", ""),
+};
+
+static const struct cfg_key routing_keys[] = {
+	KEY("default_route", CK_TEXT, struct cfg_routing, default_route, .parse = cfg_parse_name, .required = true,
+	    .doc = "the route when no layer decides"),
+	{ .name = "heuristics", .kind = CK_SECTION, .off = 0, .sub = &heuristics_section,
+	  .doc = "rules over keywords, regexes, detectors and request facts" },
+	KEY("semantic", CK_SECTION, struct cfg_routing, semantic, .sub = &semantic_section,
+	    .doc = "embedding similarity to route examples"),
+	KEY("classifier", CK_SECTION, struct cfg_routing, classifier, .sub = &classifier_section,
+	    .doc = "a chat model names the route when the semantic layer is unsure"),
+	KEY("sensitive", CK_SECTION, struct cfg_routing, sensitive, .sub = &sensitive_section,
+	    .doc = "the guard: personal data stays on-prem (every request)"),
+	KEY("detectors", CK_CUSTOM, struct cfg_routing, detectors, .off2 = offsetof(struct cfg_routing, n_detectors),
+	    .custom = cfg_load_list, .sub = &detector_section, .want = "detectors",
+	    .doc = "custom detectors: { name, regex }"),
+	KEY("routes", CK_CUSTOM, struct cfg_routing, routes, .off2 = offsetof(struct cfg_routing, n_routes),
+	    .custom = cfg_load_list, .sub = &route_section, .want = "routes", .required = true,
+	    .doc = "the routes: { name, model, description, examples }"),
+};
+static const struct cfg_section routing_section = {
+	"routing", routing_keys, UMB_ARRAY_LEN(routing_keys), routing_post,
+};
+
 static const struct cfg_key config_keys[] = {
 	KEY("listen", CK_TEXT, struct config, listen_host, .off2 = offsetof(struct config, listen_port),
 	    .def = "127.0.0.1:8080", .parse = cfg_parse_listen,
@@ -2213,7 +2637,8 @@ static const struct cfg_key config_keys[] = {
 	UNIMPL("audit", "audit log"),
 	UNIMPL("crypto", "crypto mode"),
 	UNIMPL("airgapped", "refuse endpoints outside the perimeter"),
-	UNIMPL("routing", "automatic routing"),
+	KEY("routing", CK_CUSTOM, struct config, routing, .custom = cfg_later,
+	    .doc = "automatic routing (model omitted or \"auto\") and the sensitivity guard"),
 	KEY("teams", CK_CUSTOM, struct config, teams, .off2 = offsetof(struct config, n_teams),
 	    .custom = cfg_load_list, .sub = &team_section, .want = "teams",
 	    .doc = "who may use which models; present: model policy is on"),

@@ -22,6 +22,7 @@ struct event_base;
 struct worker;
 struct conn;
 struct upstream_set;
+struct router;
 struct metrics_shard;
 struct req;
 
@@ -33,6 +34,7 @@ struct runtime {
 	struct upstream_set *ups;
 	struct ssl_ctx_st *ssl_ctx; /* ingress TLS, NULL without tls: */
 	struct pki_ca *enroll_ca;   /* signs POST /enroll; NULL: enrollment off */
+	struct router *router;      /* routing: on; NULL otherwise */
 	atomic_int refs;
 };
 
@@ -74,6 +76,9 @@ struct req {
 	/* what the handler learned, for logs and metrics */
 	const char *api;         /* "chat" | "embeddings" | "models" | ... */
 	const char *route_method; /* x-umbra-route-method, NULL: not an API call */
+	const char *route;       /* x-umbra-route: the chosen route, or NULL */
+	const char *route_score; /* x-umbra-route-score, or NULL */
+	const char *route_log;   /* ",\"detectors\":{..},\"route_trace\":[..]" for the log */
 	const char *model;       /* configured model name ("" if unknown): the
 	                          * metrics label, so never client text */
 	const char *model_shown; /* what the client sees (x-umbra-model, log):

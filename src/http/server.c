@@ -12,6 +12,7 @@
  * Timeouts are lazy: progress only moves conn->deadline_ns; the single
  * per-connection timer re-arms itself when it fires early. */
 #include "http/http.h"
+#include "routing/router.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -125,6 +126,7 @@ static void runtime_free(struct runtime *rt)
 		pki_ca_clear(rt->enroll_ca);
 		free(rt->enroll_ca);
 	}
+	router_free(rt->router);
 	config_free(rt->cfg);
 	free(rt);
 }
@@ -251,6 +253,13 @@ static struct runtime *runtime_build(struct config *cfg, const struct runtime *p
 			return NULL;
 		}
 		store_close(st);
+	}
+	if (cfg->routing.enabled) {
+		rt->router = router_new(cfg, err, errlen);
+		if (!rt->router) {
+			runtime_free(rt);
+			return NULL;
+		}
 	}
 	rt->enroll_ca = enroll_ca_load(cfg);
 	rt->ups = upstream_set_new(cfg, prev ? prev->ups : NULL);
@@ -491,6 +500,16 @@ static void resp_head(struct req *r, int status, const char *ctype,
 	if (r->route_method) {
 		buf_append_lit(o, "x-umbra-route-method: ");
 		buf_append_cstr(o, r->route_method);
+		buf_append_lit(o, "\r\n");
+	}
+	if (r->route) {
+		buf_append_lit(o, "x-umbra-route: ");
+		buf_append_cstr(o, r->route);
+		buf_append_lit(o, "\r\n");
+	}
+	if (r->route_score) {
+		buf_append_lit(o, "x-umbra-route-score: ");
+		buf_append_cstr(o, r->route_score);
 		buf_append_lit(o, "\r\n");
 	}
 	if (r->model_shown && r->model_shown[0]) {

@@ -70,10 +70,12 @@ enum series_kind {
 	SK_REQUEST, /* api, model, provider + status */
 	SK_ATTEMPT, /* provider, endpoint */
 	SK_ERROR,   /* provider, endpoint, kind */
+	SK_ROUTE,   /* method, route */
+	SK_DETECT,  /* detector */
 	SK_KINDS,
 };
-static const int kind_nlab[SK_KINDS] = { 3, 2, 3 };
-static const int kind_nval[SK_KINDS] = { RV_COUNT, 1, 1 };
+static const int kind_nlab[SK_KINDS] = { 3, 2, 3, 2, 1 };
+static const int kind_nval[SK_KINDS] = { RV_COUNT, 1, 1, 1, 1 };
 
 struct metrics_series {
 	struct metrics_series *list_next; /* older series; fixed once published */
@@ -284,6 +286,18 @@ void metrics_upstream_error(struct metrics_shard *s, const char *provider,
 {
 	if (s)
 		ctr_add(&shard_series(s, SK_ERROR, 0, provider, endpoint, kind)->v[0], 1);
+}
+
+void metrics_route(struct metrics_shard *s, const char *method, const char *route)
+{
+	if (s)
+		ctr_add(&shard_series(s, SK_ROUTE, 0, method, route ? route : "", NULL)->v[0], 1);
+}
+
+void metrics_detector_hits(struct metrics_shard *s, const char *detector, uint64_t n)
+{
+	if (s && n)
+		ctr_add(&shard_series(s, SK_DETECT, 0, detector, NULL, NULL)->v[0], n);
 }
 
 void metrics_inflight_add(struct metrics_shard *s, int delta)
@@ -775,18 +789,22 @@ static void render_process(struct out *o)
 int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 {
 	struct out o = { b, 0 };
-	struct recs req = { 0 }, att = { 0 }, err = { 0 };
+	struct recs req = { 0 }, att = { 0 }, err = { 0 }, rte = { 0 }, det = { 0 };
 	struct proj p_req = { 3, { 0, 1, 2 }, { "api", "model", "provider" }, true };
 	struct proj p_dur = { 2, { 0, 1 }, { "api", "model" }, false };
 	struct proj p_tok = { 2, { 1, 2 }, { "model", "provider" }, false };
 	struct proj p_att = { 2, { 0, 1 }, { "provider", "endpoint" }, false };
 	struct proj p_err = { 3, { 0, 1, 2 }, { "provider", "endpoint", "kind" }, false };
+	struct proj p_rte = { 2, { 0, 1 }, { "method", "route" }, false };
+	struct proj p_det = { 1, { 0 }, { "detector" }, false };
 	const char *build_kv[] = { "version", UMBRA_VERSION, NULL };
 
 	/* One snapshot per kind: every family derived from it agrees. */
 	recs_snapshot(&req, SK_REQUEST);
 	recs_snapshot(&att, SK_ATTEMPT);
 	recs_snapshot(&err, SK_ERROR);
+	recs_snapshot(&rte, SK_ROUTE);
+	recs_snapshot(&det, SK_DETECT);
 
 	render_counter(&o, &req, &p_req, "umbra_requests_total",
 		       "Client requests finished, by API, model, provider and HTTP status.",
@@ -801,6 +819,10 @@ int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 		       "Upstream attempts, first tries and retries.", 0);
 	render_counter(&o, &err, &p_err, "umbra_upstream_errors_total",
 		       "Failed upstream attempts by kind of failure.", 0);
+	render_counter(&o, &rte, &p_rte, "umbra_route_decisions_total",
+		       "Chat requests by routing method and chosen route.", 0);
+	render_counter(&o, &det, &p_det, "umbra_detector_hits_total",
+		       "Distinct detector matches in chat requests (never the text).", 0);
 	render_gauge_sum(&o, "umbra_requests_in_flight",
 			 "Client requests being processed.", false);
 	render_gauge_sum(&o, "umbra_connections_open", "Open client connections.",
@@ -814,6 +836,8 @@ int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 	free(req.r);
 	free(att.r);
 	free(err.r);
+	free(rte.r);
+	free(det.r);
 	if (!o.err && extra)
 		o.err = extra(b, ctx);
 	return o.err;

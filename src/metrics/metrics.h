@@ -44,6 +44,10 @@ void metrics_upstream_attempt(struct metrics_shard *s, const char *provider,
  * "status_429", "garbage", "reset" or "canceled". */
 void metrics_upstream_error(struct metrics_shard *s, const char *provider,
 			    const char *endpoint, const char *kind);
+/** One routing decision (method: explicit|heuristic|...; route or NULL). */
+void metrics_route(struct metrics_shard *s, const char *method, const char *route);
+/** n distinct matches of one detector in a request. */
+void metrics_detector_hits(struct metrics_shard *s, const char *detector, uint64_t n);
 /** Requests in flight on this shard (gauge, summed over shards). */
 void metrics_inflight_add(struct metrics_shard *s, int delta);
 /** Open client connections on this shard (gauge, summed over shards). */

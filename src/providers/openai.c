@@ -72,12 +72,22 @@ static int openai_build(struct arena *a, const struct upstream_call *call,
 	/* model rewrite */
 	const struct json_member *mm = member(call, "model");
 	struct str want = upstream_name(call, model);
-	if (mm && !str_eq(want, call->requested_model)) {
+	if (!mm || !str_eq(want, call->requested_model)) {
+		/* a routed request may have no model member: insert one */
 		struct buf q;
 		buf_init(&q, 0);
+		if (!mm)
+			buf_append_lit(&q, "\"model\":");
 		json_write_str(&q, want);
-		ed[n_ed++] = (struct body_edit){ OFF(mm->val.raw.p), mm->val.raw.n,
-						 str_cstr(arena_strdup_str(a, buf_str(&q))) };
+		if (!mm && call->n_members)
+			buf_append_lit(&q, ",");
+		size_t brace = 0;
+		while (!mm && call->body.p[brace] != '{')
+			brace++;
+		ed[n_ed++] = mm ? (struct body_edit){ OFF(mm->val.raw.p), mm->val.raw.n,
+						      str_cstr(arena_strdup_str(a, buf_str(&q))) }
+				: (struct body_edit){ brace + 1, 0,
+						      str_cstr(arena_strdup_str(a, buf_str(&q))) };
 		buf_clear(&q);
 	}
 

@@ -63,6 +63,12 @@ struct fwd {
 	struct provider_usage usage;
 	bool client_started, client_done, saw_done;
 
+	/* an internal call (routing classifier): the answer goes to done_cb,
+	 * never to the client, within deadline_ns */
+	upstream_done_cb done_cb;
+	void *done_arg;
+	uint64_t internal_deadline_ns;
+
 	/* the last failure, for the final answer */
 	const char *last_kind;
 	int last_status;
@@ -102,7 +108,13 @@ static const struct cfg_endpoint *fwd_ep(const struct fwd *f)
 
 static void fwd_timer_set(struct fwd *f, int ms)
 {
-	f->deadline_ns = clock_mono_ns() + (uint64_t)ms * 1000000u;
+	uint64_t now = clock_mono_ns();
+	if (f->done_cb) {
+		uint64_t left = f->internal_deadline_ns > now ? f->internal_deadline_ns - now : 0;
+		if ((uint64_t)ms * 1000000u > left)
+			ms = (int)(left / 1000000u) + 1;
+	}
+	f->deadline_ns = now + (uint64_t)ms * 1000000u;
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	evtimer_add(f->timer, &tv);
 }
@@ -148,6 +160,8 @@ static void fwd_cleanup(void *arg)
 static void fwd_note_served(struct fwd *f)
 {
 	struct req *r = f->r;
+	if (f->done_cb)
+		return; /* the request is not served by the classifier */
 	r->model = f->model->name;
 	r->model_shown = f->model->is_glob
 		? arena_strdup_str(r->arena, f->call.requested_model) : f->model->name;
@@ -382,6 +396,19 @@ static const char *upstream_message(struct arena *a, struct str body)
 	return out;
 }
 
+/* An internal call ends: hand the answer over (status 0: nothing usable
+ * arrived) and let go of the request's hooks. */
+static void fwd_internal_done(struct fwd *f, int status)
+{
+	struct req *r = f->r;
+	f->client_done = true;
+	r->handler = NULL;
+	r->hooks = (struct req_hooks){ 0 };
+	upstream_done_cb cb = f->done_cb;
+	f->done_cb = NULL;
+	cb(f->done_arg, status, status ? buf_str(&f->body) : STR_NULL);
+}
+
 /* An upstream 4xx other than 429 is about the request (context too long,
  * unknown upstream model): the client gets the status in our error shape
  * with the upstream's message. 401/403 mean the gateway's own credentials
@@ -389,6 +416,10 @@ static const char *upstream_message(struct arena *a, struct str body)
 static void fwd_relay_error(struct fwd *f)
 {
 	struct req *r = f->r;
+	if (f->done_cb) {
+		fwd_internal_done(f, f->status);
+		return;
+	}
 	fwd_note_served(f);
 	const char *msg = upstream_message(r->arena, buf_str(&f->body));
 	const char *pn = f->pool->prov->name;
@@ -446,6 +477,10 @@ static void fwd_on_done(struct umulti_xfer *x, CURLcode code)
 	}
 	upstream__report(f->pool, (size_t)f->ep, true, clock_wall_ms());
 	fwd_attempt_end(f);
+	if (f->done_cb) {
+		fwd_internal_done(f, f->status);
+		return;
+	}
 	fwd_note_served(f);
 	f->client_done = true;
 	struct http_resp resp = { .status = f->status,
@@ -592,6 +627,10 @@ static void fwd_start_attempt(struct fwd *f)
 static void fwd_fail_final(struct fwd *f)
 {
 	struct req *r = f->r;
+	if (f->done_cb) {
+		fwd_internal_done(f, 0);
+		return;
+	}
 	f->client_done = true;
 	r->model = f->call.model->name; /* x-umbra-model on the error too */
 	r->model_shown = f->call.model->is_glob
@@ -630,6 +669,10 @@ static void fwd_fail_final(struct fwd *f)
 static void fwd_next(struct fwd *f)
 {
 	uint64_t now = clock_wall_ms();
+	if (f->done_cb && clock_mono_ns() >= f->internal_deadline_ns) {
+		fwd_fail_final(f);
+		return;
+	}
 	for (;;) {
 		if (f->pool && f->pool_attempts < f->pool->prov->max_attempts) {
 			int i = upstream__pick(f->pool, f->tried, now);
@@ -647,6 +690,13 @@ static void fwd_next(struct fwd *f)
 			f->model = first;
 		} else if (f->next_fallback < first->n_fallbacks) {
 			f->model = first->fallback_models[f->next_fallback++];
+			if (f->call.onprem_only && f->model->locality != LOCALITY_ONPREM) {
+				/* the sensitivity guard: personal data never leaves */
+				log_info("request %s: skipping fallback %s (not on-prem, request is sensitive)",
+					 f->r->id, f->model->name);
+				f->pool_attempts = INT_MAX;
+				continue;
+			}
 			const char *svc;
 			if (!tunnel_provider_allows(f->r->rt->cfg, f->model->provider, &f->r->who, &svc)) {
 				log_info("request %s: skipping fallback %s (service %s not allowed)",
@@ -665,7 +715,7 @@ static void fwd_next(struct fwd *f)
 	}
 }
 
-void upstream_forward(struct req *r, const struct upstream_call *call)
+static struct fwd *fwd_new(struct req *r, const struct upstream_call *call)
 {
 	struct fwd *f = arena_alloc(r->arena, sizeof *f);
 	f->xfer.done = fwd_on_done;
@@ -678,11 +728,28 @@ void upstream_forward(struct req *r, const struct upstream_call *call)
 	buf_init(&f->last_body, 0);
 	sse_init(&f->sse, FWD_MAX_EVENT);
 	arena_cleanup_add(r->arena, fwd_cleanup, f);
-	r->stream = call->stream;
-	r->upstream_bound = true;
-	metrics_inflight_add(r->w->metrics, 1);
 	r->handler = f;
 	r->hooks.abort = fwd_abort;
 	r->hooks.drain = fwd_drain;
+	return f;
+}
+
+void upstream_forward(struct req *r, const struct upstream_call *call)
+{
+	struct fwd *f = fwd_new(r, call);
+	r->stream = call->stream;
+	r->upstream_bound = true;
+	metrics_inflight_add(r->w->metrics, 1);
+	fwd_next(f);
+}
+
+void upstream_call_internal(struct req *r, const struct upstream_call *call, int timeout_ms,
+			    upstream_done_cb cb, void *arg)
+{
+	struct fwd *f = fwd_new(r, call);
+	f->call.stream = false;
+	f->done_cb = cb;
+	f->done_arg = arg;
+	f->internal_deadline_ns = clock_mono_ns() + (uint64_t)timeout_ms * 1000000u;
 	fwd_next(f);
 }

@@ -60,10 +60,23 @@ struct upstream_call {
 	size_t n_members;
 	bool stream;              /* client asked for SSE */
 	bool client_wants_usage;  /* stream_options.include_usage was true */
+	bool onprem_only;         /* sensitive: fallbacks must be locality onprem */
 };
 
 /** Forward a request; the response (or error) is sent to the client from
  * the worker's loop. `call` is copied; its views must live as long as r. */
 void upstream_forward(struct req *r, const struct upstream_call *call);
+
+/** An internal call's answer: status 0 when nothing usable arrived
+ * (every attempt failed, or the deadline passed), else the upstream's
+ * status and its whole body (valid until the request ends). */
+typedef void (*upstream_done_cb)(void *arg, int status, struct str body);
+
+/** A non-streaming call the gateway makes for its own sake on behalf of
+ * r (the routing classifier): same endpoints, retries and fallbacks, all
+ * within timeout_ms; the answer goes to cb, never to the client. A client
+ * disconnect cancels it without calling cb. */
+void upstream_call_internal(struct req *r, const struct upstream_call *call, int timeout_ms,
+			    upstream_done_cb cb, void *arg);
 
 #endif

@@ -224,6 +224,13 @@ class Gateway(JsonLog):
             time.sleep(0.05)
         return None
 
+    def cli(self, *args, timeout=30):
+        """`umbra ARGS -c <this gateway's config>`; returns stdout (fails the test on error)."""
+        p = subprocess.run([UMBRA_BIN] + list(args) + ["-c", self.cfg_path], capture_output=True,
+                           timeout=timeout, text=True)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        return p.stdout
+
     # convenience wrappers
     def get(self, path, **kw):
         return httpc.request(self.port, "GET", path, tls=self.tls_ctx, **kw)

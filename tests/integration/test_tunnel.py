@@ -1232,3 +1232,52 @@ def test_netns_partition_keepalive(topo, procs, tmp_path):
     # checked last, so that the recovery above is verified either way
     assert first_503 < 3.5, ("the gateway took %.3f s to drop a tunnel with no PING ACK "
                              "(ping_interval_ms 1000 + ping_timeout_ms 2000 = 3 s)" % first_503)
+
+
+# Routing's remote layers reach a dark service like any request does.
+def test_routing_embedder_and_classifier_through_the_tunnel(procs, tmp_path):
+    routing = {
+        "default_route": "general",
+        "semantic": {"provider": "onprem", "model": "e5", "threshold": 0.9, "ambiguous_threshold": 0.3,
+                     "timeout_ms": 3000},
+        "classifier": {"model": MODEL, "timeout_ms": 3000},
+        "routes": [{"name": "coding", "model": MODEL, "examples": ["python code bug"]},
+                   {"name": "planning", "model": MODEL, "examples": ["plan the party"]},
+                   {"name": "general", "model": MODEL, "description": "anything else"}],
+    }
+    env = Loop(procs, tmp_path, routing=routing)
+    fake = procs.fake("dark")
+
+    def handler(req):
+        payload = json.loads(req.body or b"{}")
+        if req.path == "/v1/embeddings":
+            vecs = []
+            for t in payload["input"]:
+                low = t.lower()
+                # coding, planning, "mixed" axes: a prompt with both topics is ambiguous
+                vecs.append([float("python" in low or "bug" in low), float("plan" in low or "party" in low), 0.2])
+            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vecs)]
+            return Behavior(body=json.dumps({"object": "list", "data": data}).encode())
+        system = payload["messages"][0]["content"] if payload.get("messages") else ""
+        if "route" in system and "confidence" in system:
+            return Behavior(content='{"route": "planning", "confidence": 0.8}')
+        return None
+    fake.handler = handler
+    env.connector("conn-1", fake)
+    wait_connectors(env.gw, 1)
+
+    def routed(content):
+        b = {"messages": [{"role": "user", "content": content}]}
+        return httpc.request(env.gw.port, "POST", "/v1/chat/completions", json_body=b,
+                             headers={"Connection": "close"}, tls=env.ctx, timeout=10)
+    r = routed("fix this python bug")
+    assert r.status == 200, r
+    assert (r.header("x-umbra-route"), r.header("x-umbra-route-method")) == ("coding", "semantic")
+    first = json.loads(fake.posts("/v1/embeddings")[0].body)
+    assert first["model"] == "e5" and len(first["input"]) == 4  # 2 examples, 1 description, the prompt
+    r = routed("a python bug at the party plan")
+    assert r.status == 200, r
+    assert (r.header("x-umbra-route"), r.header("x-umbra-route-method")) == ("planning", "classifier")
+    assert len(fake.posts("/v1/embeddings")) == 2
+    # classifier call + two client requests reached the model host through the tunnel
+    assert len(fake.chats()) == 3

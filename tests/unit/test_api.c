@@ -70,6 +70,17 @@ void upstream_forward(struct req *r, const struct upstream_call *call)
 	fwd.requested[fwd.requested_n] = 0;
 }
 
+/* Internal calls (routing's classifier and embedder) fail at once: the
+ * cascade goes on to its default. */
+void upstream_call_internal(struct req *r, const struct upstream_call *call, int timeout_ms,
+			    upstream_done_cb cb, void *arg)
+{
+	(void)r;
+	(void)call;
+	(void)timeout_ms;
+	cb(arg, 0, STR_NULL);
+}
+
 int upstream_metrics(struct buf *out, void *rt)
 {
 	(void)rt;

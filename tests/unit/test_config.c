@@ -360,8 +360,7 @@ static void test_unknown_keys(void **state)
 static void test_unimplemented(void **state)
 {
 	UMB_UNUSED(state);
-	const char *sections[] = { "audit", "crypto", "airgapped", "routing",
-				   "budgets" };
+	const char *sections[] = { "audit", "crypto", "airgapped", "budgets" };
 	for (size_t i = 0; i < UMB_ARRAY_LEN(sections); i++) {
 		char y[512], want[128];
 		snprintf(y, sizeof(y), "%s: x\n" PROV MOD, sections[i]);
@@ -1549,7 +1548,11 @@ static void test_docs_cover_keys(void **state)
 		{ &ejection_section, false }, { &model_section, false },
 		{ &price_section, false }, { &team_section, false },
 		{ &identity_section, false }, { &tunnel_section, false },
-		{ &service_section, false },
+		{ &service_section, false }, { &routing_section, false },
+		{ &rule_section, false }, { &rule_match_section, false },
+		{ &heuristics_section, false }, { &semantic_section, false },
+		{ &classifier_section, false }, { &sensitive_section, false },
+		{ &detector_section, false }, { &route_section, false },
 		{ &connector_section, true }, { &conn_identity_section, true },
 		{ &conn_service_section, true }, { &conn_log_section, true },
 	};
@@ -1578,6 +1581,115 @@ static void test_docs_cover_keys(void **state)
 			}
 		}
 	}
+}
+
+
+/* Two providers and models of both localities, for routing: lines 1-7. */
+#define RPROV "providers:\n  - { name: on, type: openai, url: \"http://127.0.0.1:1\" }\n" \
+	"  - { name: cl, type: openai, url: \"http://127.0.0.1:2\" }\n" \
+	"models:\n  - { name: llama, provider: on, locality: onprem }\n" \
+	"  - { name: gpt, provider: cl, locality: cloud }\n  - { name: \"g-*\", provider: cl }\n"
+#define RROUTES "  routes:\n    - { name: pii, model: llama }\n    - { name: general, model: gpt }\n"
+
+static void test_routing(void **state)
+{
+	UMB_UNUSED(state);
+	struct config *c = must_load(RPROV "routing:\n  default_route: general\n"
+		"  heuristics:\n    rules:\n"
+		"      - { name: code, match: { keywords: [\"c++\", sql], exclude: [excel], scope: last_user,"
+		" has_tools: false, max_tokens_lt: 500, message_length_lt: 4000 }, route: general }\n"
+		"      - { match: { regex: [\"(?i)\\\\bdef\\\\s\"], detectors: [acct, iban],"
+		" system_prompt_contains: [bank] }, route: pii }\n"
+		"  semantic: { comparison: max, threshold: 0.8, ambiguous_threshold: 0.4 }\n"
+		"  classifier: { model: llama, timeout_ms: 900 }\n"
+		"  sensitive: { action: reroute, route: pii }\n"
+		"  detectors: [ { name: acct, regex: \"ACC-\\\\d{8}\" } ]\n"
+		"  routes:\n    - { name: pii, model: llama, description: \"personal data\",\n"
+		"        examples: [\"line one\\nline two ${NOT_EXPANDED}\", b] }\n"
+		"    - { name: general, model: gpt }\n");
+	const struct cfg_routing *rt = &c->routing;
+	assert_true(rt->enabled);
+	assert_string_equal(rt->default_route, "general");
+	assert_int_equal(rt->n_rules, 2);
+	assert_string_equal(rt->rules[0].name, "code");
+	assert_string_equal(rt->rules[1].name, "rule-2");
+	assert_int_equal(rt->rules[0].n_keywords, 2);
+	assert_int_equal(rt->rules[0].scope, SCOPE_LAST_USER);
+	assert_int_equal(rt->rules[0].has_tools, TRI_FALSE);
+	assert_int_equal(rt->rules[0].max_tokens_lt, 500);
+	assert_int_equal(rt->rules[1].has_tools, TRI_UNSET);
+	assert_int_equal(rt->rules[1].scope, SCOPE_CONVERSATION);
+	assert_true(rt->semantic.enabled);
+	assert_string_equal(rt->semantic.embedder, "builtin"); /* the default */
+	assert_true(rt->semantic.threshold > 0.79 && rt->semantic.threshold < 0.81); /* as given */
+	assert_int_equal(rt->semantic.comparison, SEM_MAX);
+	assert_int_equal(rt->semantic.cache_size, 10000);
+	assert_true(rt->classifier.enabled);
+	assert_int_equal(rt->classifier.timeout_ms, 900);
+	assert_true(rt->classifier.confidence_threshold > 0.59 && rt->classifier.confidence_threshold < 0.61);
+	assert_true(rt->sensitive.enabled);
+	assert_int_equal(rt->sensitive.n_detectors, PII_KINDS); /* every built-in */
+	assert_int_equal(rt->sensitive.action, SENSITIVE_REROUTE);
+	assert_string_equal(rt->routes[0].examples[0], "line one\nline two ${NOT_EXPANDED}");
+	assert_ptr_equal(rt->routes[0].model_ref, &c->models[0]);
+	config_free(c);
+
+	/* the builtin embedder's own threshold defaults */
+	c = must_load(RPROV "routing:\n  default_route: general\n  semantic: {}\n" RROUTES);
+	assert_true(c->routing.semantic.threshold == SEM_BUILTIN_THRESHOLD);
+	assert_true(c->routing.semantic.ambiguous_threshold == SEM_BUILTIN_AMBIGUOUS);
+	config_free(c);
+	c = must_load(RPROV "routing:\n  default_route: general\n  semantic: { provider: on, model: x }\n" RROUTES);
+	assert_true(c->routing.semantic.threshold == 0.75 && c->routing.semantic.ambiguous_threshold == 0.5);
+	config_free(c);
+
+	/* absent layers are off */
+	c = must_load(RPROV "routing:\n  default_route: general\n" RROUTES);
+	assert_true(c->routing.enabled && c->routing.heuristics_enabled);
+	assert_false(c->routing.semantic.enabled || c->routing.classifier.enabled ||
+		     c->routing.sensitive.enabled);
+	config_free(c);
+	c = must_load(RPROV);
+	assert_false(c->routing.enabled);
+	config_free(c);
+
+	/* errors name the line and what was expected */
+	expect_err(RPROV "routing:\n  default_route: nope\n" RROUTES,
+		   "t.yaml:9: routing.default_route: unknown route \"nope\", expected one of pii, general");
+	expect_err(RPROV "routing:\n  default_route: general\n  routes:\n    - { name: pii, model: \"g-*\" }\n",
+		   "t.yaml:11: routing.routes[0]: model \"g-*\" is not the exact name of a model in models:");
+	expect_err(RPROV "routing:\n  default_route: general\n  sensitive: { route: general }\n" RROUTES,
+		   "t.yaml:10: routing.sensitive: route \"general\" serves model \"gpt\", which is not "
+		   "locality: onprem; sensitive data may only be rerouted on-prem");
+	expect_err(RPROV "routing:\n  default_route: general\n  sensitive: { action: reroute }\n" RROUTES,
+		   "t.yaml:10: routing.sensitive: action: reroute needs route: (an on-prem route)");
+	expect_err(RPROV "routing:\n  default_route: general\n  sensitive: { detectors: [emial], action: block }\n" RROUTES,
+		   "t.yaml:10: routing.sensitive: unknown detector \"emial\", expected email, credit_card, "
+		   "ssn, iban, phone or a name in routing.detectors");
+	expect_err(RPROV "routing:\n  default_route: general\n  heuristics:\n    rules:\n"
+		   "      - { match: { regex: [\"(unclosed\"] }, route: general }\n" RROUTES,
+		   "t.yaml:12: routing.heuristics.rules[0]: regex \"(unclosed\" does not compile: "
+		   "missing closing parenthesis at offset 9");
+	expect_err(RPROV "routing:\n  default_route: general\n  heuristics:\n    rules:\n"
+		   "      - { match: { scope: last_user }, route: general }\n" RROUTES,
+		   "t.yaml:12: routing.heuristics.rules[0]: rule has no condition, expected match: with "
+		   "keywords, regex, system_prompt_contains, has_tools, max_tokens_lt, message_length_lt or detectors");
+	expect_err(RPROV "routing:\n  default_route: general\n  heuristics:\n    rules:\n"
+		   "      - { match: { keywords: [x] }, route: codign }\n" RROUTES,
+		   "t.yaml:12: routing.heuristics.rules[0]: unknown route \"codign\", expected one of pii, general");
+	expect_err(RPROV "routing:\n  default_route: general\n  detectors: [ { name: email, regex: x } ]\n" RROUTES,
+		   "t.yaml:10: routing.detectors[0]: \"email\" is a built-in detector, expected another name");
+	expect_err(RPROV "routing:\n  default_route: general\n  semantic: { threshold: 0.3, ambiguous_threshold: 0.5 }\n" RROUTES,
+		   "t.yaml:10: routing.semantic: ambiguous_threshold (0.5) must not exceed threshold (0.3)");
+	expect_err(RPROV "routing:\n  default_route: general\n  semantic: { embedder: bert }\n" RROUTES,
+		   "t.yaml:10: routing.semantic: unknown embedder \"bert\", expected builtin (or provider: NAME with model: M)");
+	expect_err(RPROV "routing:\n  default_route: general\n  classifier: { model: \"g-*\" }\n" RROUTES,
+		   "t.yaml:10: routing.classifier: model \"g-*\" is not the exact name of a model in models:");
+	expect_err(RPROV "routing:\n  default_route: general\n  routes: []\n",
+		   "t.yaml:9: routing: routes: lists no route, expected at least one { name, model }");
+	expect_err(RPROV "teams:\n  - { name: t, models: [\"*\"], routes: [nope] }\n"
+		   "routing:\n  default_route: general\n" RROUTES,
+		   "t.yaml:9: teams[0].routes: unknown route \"nope\", expected a name in routing.routes");
 }
 
 int main(void)
@@ -1622,6 +1734,7 @@ int main(void)
 		cmocka_unit_test(test_hostile_input),
 		cmocka_unit_test(test_print_table),
 		cmocka_unit_test(test_docs_cover_keys),
+		cmocka_unit_test(test_routing),
 	};
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -475,6 +475,35 @@ void api_openai_chat(struct req *r)
 	chat_route(c);
 }
 
+/* The guard on embeddings: personal data may be embedded only on-prem.
+ * There is no reroute (another model's vectors are not interchangeable):
+ * a cloud model gets 403 whatever the action; an on-prem one keeps its
+ * fallbacks on-prem. False when the request was refused (and answered). */
+static bool embeddings_guard(struct req *r, const struct parsed *p, struct router *rt,
+			     struct upstream_call *call)
+{
+	struct route_text t;
+	struct route_decision d;
+	router_text_input(r->arena, *get(p, K_INPUT), &t);
+	route_decision_init(&d);
+	router_guard(rt, &t, &d);
+	bool ok = true;
+	if (router_is_sensitive(&d)) {
+		char hits[256];
+		router_hits_text(rt, &d, hits, sizeof hits);
+		call->onprem_only = true;
+		if (call->model->locality != LOCALITY_ONPREM) {
+			r->route_method = route_method_name(ROUTE_SENSITIVE);
+			api_error_openai(r, 403, "permission_error", "sensitive_data_blocked",
+					 "embeddings input contains %s; model '%s' is not on-prem", hits,
+					 call->model->name);
+			ok = false;
+		}
+	}
+	route_decision_clear(&d);
+	return ok;
+}
+
 void api_openai_embeddings(struct req *r)
 {
 	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
@@ -487,6 +516,9 @@ void api_openai_embeddings(struct req *r)
 				      .members = p->m, .n_members = p->n };
 	call.model = resolve_model(r, p, &call.requested_model);
 	if (!call.model)
+		return;
+	struct router *rt = r->rt->router;
+	if (rt && router_sensitive(rt)->enabled && !embeddings_guard(r, p, rt, &call))
 		return;
 	upstream_forward(r, &call);
 }

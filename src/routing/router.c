@@ -312,6 +312,31 @@ out:
 	return rc;
 }
 
+int router_text_input(struct arena *a, struct json_val input, struct route_text *t)
+{
+	struct buf b;
+	memset(t, 0, sizeof *t);
+	t->max_tokens = -1;
+	buf_init(&b, 0);
+	if (input.type == JSON_STRING) {
+		json_str_decode(input, &b);
+	} else if (input.type == JSON_ARRAY) {
+		struct json_iter it;
+		struct json_val v;
+		json_iter_init(&it, input);
+		while (json_arr_next(&it, &v)) {
+			if (v.type != JSON_STRING)
+				continue; /* token ids carry no text we can read */
+			if (b.n)
+				buf_append_lit(&b, "\n");
+			json_str_decode(v, &b);
+		}
+	}
+	t->conversation = t->last_user = str_make(arena_strndup(a, b.p ? b.p : "", b.n), b.n);
+	buf_clear(&b);
+	return UMB_OK;
+}
+
 /* ---- decisions ---- */
 
 void route_decision_init(struct route_decision *d)

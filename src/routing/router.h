@@ -44,6 +44,10 @@ int router_text_extract(struct arena *a, struct json_val messages,
 			const struct json_val *tools, const struct json_val *max_tokens,
 			struct route_text *t, char *why, size_t whylen);
 
+/** Fill t from an embeddings request's `input` (a string, or an array
+ * whose strings are joined by newlines; token arrays add nothing). */
+int router_text_input(struct arena *a, struct json_val input, struct route_text *t);
+
 /** What routing decided about one request. */
 struct route_decision {
 	const struct cfg_route *route;  /* NULL: explicit model, no route */

@@ -446,3 +446,16 @@ def test_cascade_order_stops_at_the_first_layer_that_decides(make_gateway, fakes
     r = chat(gw, "zzqx vlorp frumious bandersnatch gyre and gimble in the wabe today")
     assert (r.header("x-umbra-route"), r.header("x-umbra-route-method")) == ("general", "classifier")
     assert len(judge.chats()) == 1
+
+
+def test_embeddings_guard(gw, fakes):
+    onprem, cloud = fakes
+    body = {"model": "gpt", "input": ["a harmless sentence", "write to %s" % EMAIL]}
+    r = gw.post("/v1/embeddings", json_body=body)
+    err = assert_openai_error(r, 403, "permission_error", "sensitive_data_blocked")
+    assert "email" in err["message"] and EMAIL not in r.body.decode()
+    assert len(cloud.posts("/v1/embeddings")) == 0
+    # on-prem models may embed it; clean text may go anywhere
+    assert gw.post("/v1/embeddings", json_body=dict(body, model="llama")).status == 200
+    assert gw.post("/v1/embeddings", json_body={"model": "gpt", "input": "clean text"}).status == 200
+    assert gw.post("/v1/embeddings", json_body={"model": "gpt", "input": [[1, 2, 3]]}).status == 200

@@ -221,6 +221,7 @@ int route_cmd_main(int argc, char **argv)
 		config_free(cfg);
 		return 1;
 	}
+	router_set_explain(rt, true);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	struct buf in, o;
 	buf_init(&in, ROUTE_CMD_MAX_LINE);

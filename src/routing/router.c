@@ -45,6 +45,7 @@ struct router {
 	uint64_t seed;
 	const char **route_names, **route_descs;
 	const struct cfg_route *default_route;
+	bool explain;             /* umbra route --explain: say why rules matched */
 };
 
 struct cls_value {
@@ -178,12 +179,7 @@ struct router *router_new(const struct config *cfg, char *err, size_t errlen)
 	rt->heur = heur_compile(rc, err, errlen);
 	if (!rt->heur)
 		goto fail;
-	if (rc->sensitive.enabled)
-		for (size_t i = 0; i < rc->sensitive.n_detectors; i++) {
-			int s = heur_detector_slot(rt->heur, rc->sensitive.detectors[i]);
-			if (s >= 0)
-				rt->guard_mask |= 1ull << s;
-		}
+	rt->guard_mask = heur_sensitive_mask(rt->heur);
 	rt->count_mask = rt->guard_mask |
 		(rc->heuristics_enabled ? heur_detectors_needed(rt->heur) : 0);
 	rt->seed = cache_seed();
@@ -605,6 +601,17 @@ void router_cascade(struct router *rt, const struct route_text *t,
 			router__decide(d, router__route(rc, rule->route), ROUTE_HEURISTIC, 1.0);
 			router__trace(d, "\"layer\":\"heuristics\",\"rule\":\"%s\",\"route\":\"%s\"",
 				      rule->name, rule->route);
+			if (rt->explain) {
+				/* evaluates the rule again: for the CLI, not the hot path */
+				char why[256];
+				struct buf w;
+				buf_init(&w, 0);
+				heur_explain(rt->heur, (size_t)i, t, &d->det, why, sizeof why);
+				json_write_str_lossy(&w, str_cstr(why));
+				d->trace.n--; /* reopen the object */
+				buf_printf(&d->trace, ",\"why\":%s}", w.p);
+				buf_clear(&w);
+			}
 			return;
 		}
 		router__trace(d, "\"layer\":\"heuristics\",\"result\":\"no rule matched\"");
@@ -688,6 +695,11 @@ void router_classifier_answer(struct router *rt, const struct route_text *t,
 	struct cls_value v = { route, (float)conf };
 	cache_put(rt->cls_cache, key, &v, router__now_ms());
 	router__classified(rt, d, route, conf, false);
+}
+
+void router_set_explain(struct router *rt, bool on)
+{
+	rt->explain = on;
 }
 
 const char *router_detector_name(const struct router *rt, int slot)

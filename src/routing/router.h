@@ -115,6 +115,10 @@ void router_use_default(const struct router *rt, struct route_decision *d);
 void router_write_detectors(const struct router *rt, const struct route_decision *d,
 			    struct buf *out);
 
+/** Explain mode (the CLI): traces also say why a rule matched, at the
+ * cost of evaluating it twice. */
+void router_set_explain(struct router *rt, bool on);
+
 /** The name of detector slot i ("email", or a custom name). */
 const char *router_detector_name(const struct router *rt, int slot);
 

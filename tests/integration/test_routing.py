@@ -399,6 +399,7 @@ def test_explain_cli(tmp_path, fakes, make_fake):
     assert len(out) == 6
     assert out[0]["route"] == "coding" and out[0]["method"] == "heuristic" and out[0]["score"] == 1.0
     assert [t["layer"] for t in out[0]["trace"]] == ["sensitive", "heuristics"]
+    assert 'keyword "c++"' in out[0]["trace"][1]["why"]  # the CLI says why a rule matched
     # distinct matches: the two spellings of one address are one value
     assert out[1]["route"] == "pii" and out[1]["method"] == "sensitive"
     assert out[1]["detectors"] == {"email": 2, "credit_card": 1}

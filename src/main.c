@@ -6,6 +6,7 @@
 #include "http/http.h"
 #include "identity/identity_cmd.h"
 #include "identity/pki.h"
+#include "audit/audit_cmd.h"
 #include "routing/route_cmd.h"
 #include "tunnel/connector.h"
 
@@ -21,6 +22,7 @@ static int usage(FILE *out)
 		"  enroll TOKEN --gateway URL --out DIR  get a certificate with a one-time token\n"
 		"  connect -c FILE     run a dark-service connector (docs/tunnel.md)\n"
 		"  route -c FILE --explain  routing decisions for chat requests on stdin (JSON lines)\n"
+		"  audit verify FILE... [--pubkey K] | keygen --out DIR   the audit log (docs/audit.md)\n"
 		"  version             print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -88,6 +90,8 @@ int main(int argc, char **argv)
 		return connector_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "route"))
 		return route_cmd_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "audit"))
+		return audit_cmd_main(argc - 1, argv + 1);
 	fprintf(stderr, "umbra: unknown command '%s'\n", cmd);
 	return usage(stderr);
 }

@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "api/api.h"
+#include "audit/audit.h"
 #include "core/json.h"
 #include "metrics/metrics.h"
 #include "upstream/upstream.h"
@@ -87,11 +88,57 @@ void api_request_id(struct req *r)
 	r->id[32] = 0;
 }
 
+/* Refusals by policy (credentials, permissions, budgets) are "deny";
+ * everything else, errors included, was allowed to proceed. */
+static bool api_denied(int status)
+{
+	return status == 401 || status == 403 || status == 429;
+}
+
+/* One audit record per request (docs/audit.md); /health is not audited:
+ * load balancers poll it every few seconds. */
+static void api_audit(struct req *r, uint64_t dur)
+{
+	if (r->api && !strcmp(r->api, "health"))
+		return;
+	char payload[AUDIT_HASH_HEX + 1];
+	bool deny = api_denied(r->status);
+	struct audit_record rec = {
+		.id = r->id,
+		.identity = r->who.name[0] ? r->who.name : NULL,
+		.team = r->who.team[0] ? r->who.team : NULL,
+		.src = r->peer,
+		.cert_fp = r->auth_conn && r->auth_conn->has_cert ? r->auth_conn->cert.fp : NULL,
+		.dialect = r->head.path.n >= 4 && !memcmp(r->head.path.p, "/v1/", 4) ? "openai" : "umbra",
+		.model_requested = r->model_requested,
+		.route = r->route,
+		.route_method = r->route_method,
+		.provider = r->provider,
+		.endpoint = r->endpoint,
+		.model = r->model && r->model[0] ? r->model : NULL,
+		.decision = deny ? "deny" : "allow",
+		.reason = r->status >= 400 ? r->error_kind : NULL,
+		.detectors_json = r->detectors_json,
+		.prompt_tokens = r->prompt_tokens,
+		.completion_tokens = r->completion_tokens,
+		.status = r->status,
+		.latency_ms = dur / 1e6,
+	};
+	if (r->rt->cfg->audit.payload_hash && r->body.n) {
+		audit_payload_hash(r->body.p, r->body.n, payload);
+		rec.payload_hash = payload;
+	}
+	if (audit_append(r->rt->audit, &rec))
+		log_error("audit: cannot append the record of request %s", r->id);
+}
+
 void api_request_done(struct req *r)
 {
 	uint64_t dur = clock_mono_ns() - r->t_start_ns;
 	metrics_request(r->w->metrics, r->api, r->model, r->provider ? r->provider : "",
 			r->status, dur, r->prompt_tokens, r->completion_tokens);
+	if (r->rt->audit)
+		api_audit(r, dur);
 	if (!r->rt->cfg->log_requests)
 		return;
 	struct buf b;

@@ -150,6 +150,7 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 		return NULL;
 	}
 	*name = str_make(arena_strndup(r->arena, b.p ? b.p : "", b.n), b.n);
+	r->model_requested = name->p;
 	bool ctl = false;
 	for (size_t i = 0; i < b.n && !ctl; i++)
 		ctl = (unsigned char)b.p[i] < 0x20;
@@ -216,8 +217,10 @@ static void chat_note_route(struct chat *c)
 		r->route_score = arena_printf(r->arena, "%.3f", d->score);
 	struct buf b;
 	buf_init(&b, 0);
-	buf_append_lit(&b, ",\"detectors\":");
 	router_write_detectors(r->rt->router, d, &b);
+	r->detectors_json = arena_strndup(r->arena, b.p, b.n);
+	buf_reset(&b);
+	buf_printf(&b, ",\"detectors\":%s", r->detectors_json);
 	buf_append_lit(&b, ",\"route_trace\":");
 	buf_append(&b, d->trace.p, d->trace.n);
 	buf_append_lit(&b, "]");
@@ -471,6 +474,7 @@ void api_openai_chat(struct req *r)
 			return;
 	} else {
 		call->requested_model = STR("auto");
+		r->model_requested = "auto";
 	}
 	chat_route(c);
 }
@@ -490,6 +494,11 @@ static bool embeddings_guard(struct req *r, const struct parsed *p, struct route
 	bool ok = true;
 	if (router_is_sensitive(&d)) {
 		char hits[256];
+		struct buf dj;
+		buf_init(&dj, 0);
+		router_write_detectors(rt, &d, &dj);
+		r->detectors_json = arena_strndup(r->arena, dj.p, dj.n);
+		buf_clear(&dj);
 		router_hits_text(rt, &d, hits, sizeof hits);
 		call->onprem_only = true;
 		if (call->model->locality != LOCALITY_ONPREM) {

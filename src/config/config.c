@@ -482,6 +482,12 @@ static const struct cfg_enum sensitive_actions[] = {
 	{ "block", SENSITIVE_BLOCK, false },
 	{ NULL, 0, false },
 };
+static const struct cfg_enum audit_fsyncs[] = {
+	{ "interval", AUDIT_SYNC_INTERVAL, false },
+	{ "always", AUDIT_SYNC_ALWAYS, false },
+	{ "never", AUDIT_SYNC_NEVER, false },
+	{ NULL, 0, false },
+};
 static const struct cfg_enum client_auths[] = {
 	{ "none", CLIENT_AUTH_NONE, false },
 	{ "optional", CLIENT_AUTH_OPTIONAL, false },
@@ -1797,6 +1803,14 @@ static int tunnel_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 	return UMB_OK;
 }
 
+static int audit_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_audit *a = base;
+	UMB_UNUSED(c);
+	a->enabled = n != NULL;
+	return UMB_OK;
+}
+
 static int price_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 {
 	struct cfg_price *p = base;
@@ -2615,6 +2629,28 @@ static const struct cfg_section routing_section = {
 	"routing", routing_keys, UMB_ARRAY_LEN(routing_keys), routing_post,
 };
 
+static const struct cfg_key audit_keys[] = {
+	KEY("path", CK_PATH, struct cfg_audit, path, .required = true,
+	    .doc = "the log file (JSON lines); rotated files get .1, .2, ..."),
+	KEY("key", CK_PATH, struct cfg_audit, key,
+	    .doc = "Ed25519 private key (PEM, `umbra audit keygen`) that signs checkpoints"),
+	KEY("checkpoint_every", CK_INT, struct cfg_audit, checkpoint_every, .def = "1000", .min = 0, .max = 100000000,
+	    .doc = "a signed checkpoint after this many lines; 0 = off"),
+	KEY("checkpoint_interval_s", CK_INT, struct cfg_audit, checkpoint_interval_s, .def = "60", .min = 0, .max = 86400,
+	    .doc = "and at least this often while records arrive; 0 = off"),
+	KEY("max_bytes", CK_U64, struct cfg_audit, max_bytes, .def = "104857600", .min = 0, .max = 1099511627776.0,
+	    .doc = "rotate when the file would grow past this; 0 = never"),
+	KEY("keep", CK_INT, struct cfg_audit, keep, .def = "10", .min = 1, .max = 100000,
+	    .doc = "rotated files kept"),
+	KEY("fsync", CK_ENUM, struct cfg_audit, fsync, .def = "interval", .enums = audit_fsyncs,
+	    .doc = "interval | always (every record) | never (the kernel decides)"),
+	KEY("fsync_interval_ms", CK_INT, struct cfg_audit, fsync_interval_ms, .def = "1000", .min = 1, .max = 3600000,
+	    .doc = "fsync: interval period"),
+	KEY("payload_hash", CK_BOOL, struct cfg_audit, payload_hash, .def = "false",
+	    .doc = "add the SHA-256 of each request body (never the body itself)"),
+};
+static const struct cfg_section audit_section = { "audit", audit_keys, UMB_ARRAY_LEN(audit_keys), audit_post };
+
 static const struct cfg_key config_keys[] = {
 	KEY("listen", CK_TEXT, struct config, listen_host, .off2 = offsetof(struct config, listen_port),
 	    .def = "127.0.0.1:8080", .parse = cfg_parse_listen,
@@ -2634,7 +2670,8 @@ static const struct cfg_key config_keys[] = {
 	    .doc = "where connectors dial in; present: the tunnel is on"),
 	KEY("store", CK_STR, struct config, store_url, .def = "sqlite://umbra.db",
 	    .doc = "identity store: sqlite://PATH (relative to the config file) or sqlite:///ABS"),
-	UNIMPL("audit", "audit log"),
+	KEY("audit", CK_SECTION, struct config, audit, .sub = &audit_section,
+	    .doc = "the tamper-evident request log; present: on"),
 	UNIMPL("crypto", "crypto mode"),
 	UNIMPL("airgapped", "refuse endpoints outside the perimeter"),
 	KEY("routing", CK_CUSTOM, struct config, routing, .custom = cfg_later,

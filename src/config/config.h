@@ -276,6 +276,22 @@ struct cfg_routing {
 	struct cfg_route *routes; size_t n_routes;
 };
 
+enum audit_fsync_policy { AUDIT_SYNC_INTERVAL = 0, AUDIT_SYNC_ALWAYS, AUDIT_SYNC_NEVER };
+
+/** audit: the tamper-evident request log (docs/audit.md). */
+struct cfg_audit {
+	bool enabled;              /* audit: present */
+	char *path;                /* absolute */
+	char *key;                 /* Ed25519 PEM that signs checkpoints; NULL: unsigned */
+	int checkpoint_every;      /* lines; default 1000; 0 = off */
+	int checkpoint_interval_s; /* default 60; 0 = off */
+	uint64_t max_bytes;        /* rotate past this; default 100 MiB; 0 = never */
+	int keep;                  /* rotated files kept, default 10 */
+	enum audit_fsync_policy fsync; /* default interval */
+	int fsync_interval_ms;     /* default 1000 */
+	bool payload_hash;         /* SHA-256 of each request body in its record */
+};
+
 struct config {
 	struct arena *arena; /* owns everything below */
 	char *path;          /* file path, or "<embedded>" */
@@ -305,6 +321,7 @@ struct config {
 	struct cfg_service *services;
 	size_t n_services;
 	struct cfg_routing routing;
+	struct cfg_audit audit;
 };
 
 /** Config errors carry file:line and what was expected. */

@@ -23,6 +23,7 @@ struct worker;
 struct conn;
 struct upstream_set;
 struct router;
+struct audit_log;
 struct metrics_shard;
 struct req;
 
@@ -35,6 +36,7 @@ struct runtime {
 	struct ssl_ctx_st *ssl_ctx; /* ingress TLS, NULL without tls: */
 	struct pki_ca *enroll_ca;   /* signs POST /enroll; NULL: enrollment off */
 	struct router *router;      /* routing: on; NULL otherwise */
+	struct audit_log *audit;    /* audit: on; NULL otherwise (the server's, shared by reloads) */
 	atomic_int refs;
 };
 
@@ -79,6 +81,8 @@ struct req {
 	const char *route;       /* x-umbra-route: the chosen route, or NULL */
 	const char *route_score; /* x-umbra-route-score, or NULL */
 	const char *route_log;   /* ",\"detectors\":{..},\"route_trace\":[..]" for the log */
+	const char *detectors_json; /* {"email":1,...} for the audit record, or NULL */
+	const char *model_requested; /* the client's model name ("auto"), or NULL */
 	const char *model;       /* configured model name ("" if unknown): the
 	                          * metrics label, so never client text */
 	const char *model_shown; /* what the client sees (x-umbra-model, log):

@@ -12,6 +12,7 @@
  * Timeouts are lazy: progress only moves conn->deadline_ns; the single
  * per-connection timer re-arms itself when it fires early. */
 #include "http/http.h"
+#include "audit/audit.h"
 #include "routing/router.h"
 
 #include <errno.h>
@@ -114,6 +115,7 @@ enum { NOTIFY_RELOAD = 1, NOTIFY_DRAIN = 2, NOTIFY_STOP = 4, NOTIFY_REVOKED = 8 
 
 static pthread_mutex_t g_rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *g_rt;
+static struct audit_log *g_audit; /* opened at start, kept across reloads */
 static struct worker_priv *g_workers;
 static int g_n_workers;
 
@@ -261,6 +263,7 @@ static struct runtime *runtime_build(struct config *cfg, const struct runtime *p
 			return NULL;
 		}
 	}
+	rt->audit = g_audit;
 	rt->enroll_ca = enroll_ca_load(cfg);
 	rt->ups = upstream_set_new(cfg, prev ? prev->ups : NULL);
 	return rt;
@@ -1376,6 +1379,11 @@ static void main_on_reload(evutil_socket_t sig, short what, void *arg)
 	    (cfg->tunnel.enabled && (strcmp(cfg->tunnel.listen_host, cur->cfg->tunnel.listen_host) ||
 				     cfg->tunnel.listen_port != cur->cfg->tunnel.listen_port)))
 		log_warn("reload: adding, removing or moving tunnel.listen takes effect on restart");
+	if (cfg->audit.enabled != cur->cfg->audit.enabled ||
+	    (cfg->audit.enabled && (strcmp(cfg->audit.path, cur->cfg->audit.path) ||
+				    !cfg->audit.key != !cur->cfg->audit.key ||
+				    (cfg->audit.key && strcmp(cfg->audit.key, cur->cfg->audit.key)))))
+		log_warn("reload: audit changes take effect on restart (the log keeps its file and key)");
 	char err[512];
 	struct runtime *rt = runtime_build(cfg, cur, err, sizeof err);
 	runtime_release(cur);
@@ -1470,6 +1478,23 @@ int http_serve(const struct serve_opts *opts)
 	upstream_global_init();
 
 	char err[512];
+	if (cfg->audit.enabled) {
+		const struct cfg_audit *a = &cfg->audit;
+		struct audit_opts ao = {
+			.path = a->path, .key_path = a->key, .max_bytes = a->max_bytes,
+			.keep = a->keep, .checkpoint_every = a->checkpoint_every,
+			.checkpoint_interval_ms = a->checkpoint_interval_s * 1000,
+			.fsync = a->fsync == AUDIT_SYNC_ALWAYS ? AUDIT_FSYNC_ALWAYS
+				 : a->fsync == AUDIT_SYNC_NEVER ? AUDIT_FSYNC_NEVER : AUDIT_FSYNC_INTERVAL,
+			.fsync_interval_ms = a->fsync_interval_ms,
+		};
+		g_audit = audit_open(&ao, err, sizeof err);
+		if (!g_audit) {
+			fprintf(stderr, "umbra: audit log %s: %s\n", a->path, err);
+			config_free(cfg);
+			return 2;
+		}
+	}
 	struct runtime *rt = runtime_build(cfg, NULL, err, sizeof err);
 	if (!rt) {
 		fprintf(stderr, "umbra: %s\n", err);
@@ -1576,6 +1601,8 @@ int http_serve(const struct serve_opts *opts)
 	g_rt = NULL;
 	pthread_mutex_unlock(&g_rt_lock);
 	runtime_release(last);
+	audit_close(g_audit); /* after every request is done: a final checkpoint */
+	g_audit = NULL;
 	metrics_shutdown();
 	upstream_global_cleanup();
 	log_info("stopped");

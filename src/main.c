@@ -7,6 +7,7 @@
 #include "identity/identity_cmd.h"
 #include "identity/pki.h"
 #include "audit/audit_cmd.h"
+#include "spend/usage_cmd.h"
 #include "routing/route_cmd.h"
 #include "tunnel/connector.h"
 
@@ -23,6 +24,7 @@ static int usage(FILE *out)
 		"  connect -c FILE     run a dark-service connector (docs/tunnel.md)\n"
 		"  route -c FILE --explain  routing decisions for chat requests on stdin (JSON lines)\n"
 		"  audit verify FILE... [--pubkey K] | keygen --out DIR   the audit log (docs/audit.md)\n"
+		"  usage -c FILE [--team T] [--identity I] [--since DATE] [--by model|day|identity|team] [--json|--csv]\n"
 		"  version             print the version\n");
 	return out == stderr ? 2 : 0;
 }
@@ -92,6 +94,8 @@ int main(int argc, char **argv)
 		return route_cmd_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "audit"))
 		return audit_cmd_main(argc - 1, argv + 1);
+	if (!strcmp(cmd, "usage"))
+		return usage_cmd_main(argc - 1, argv + 1);
 	fprintf(stderr, "umbra: unknown command '%s'\n", cmd);
 	return usage(stderr);
 }

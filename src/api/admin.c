@@ -2,6 +2,7 @@
  * /admin/revoke). Both write to the store from the worker thread: they are
  * rare, and SQLite's busy timeout queues them behind a concurrent CLI.
  * api.c has already authenticated the caller (an admin for /admin/). */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 #include "core/json.h"
 #include "identity/keys.h"
 #include "identity/pki.h"
+#include "spend/usage_cmd.h"
 
 #define ADMIN_BODY_MAX (64 * 1024) /* enroll: token 8 KiB + CSR 16 KiB */
 
@@ -285,6 +287,66 @@ static void admin_list(struct req *r, bool keys)
 	reply_json(r, 200, b);
 }
 
+/* The value of ?name=VALUE in the query ("" if absent), %XX decoded;
+ * false when it does not fit. */
+static bool query_param(struct req *r, const char *name, char *out, size_t cap)
+{
+	struct str q = r->head.query;
+	size_t nl = strlen(name);
+	out[0] = 0;
+	for (size_t i = 0; i < q.n;) {
+		const char *amp = memchr(q.p + i, '&', q.n - i);
+		size_t end = amp ? (size_t)(amp - q.p) : q.n;
+		if (end - i > nl && q.p[i + nl] == '=' && !memcmp(q.p + i, name, nl)) {
+			size_t o = 0;
+			for (size_t k = i + nl + 1; k < end; k++) {
+				char c = q.p[k];
+				if (c == '%' && k + 2 < end && isxdigit((unsigned char)q.p[k + 1]) &&
+				    isxdigit((unsigned char)q.p[k + 2])) {
+					char hex[3] = { q.p[k + 1], q.p[k + 2], 0 };
+					c = (char)strtol(hex, NULL, 16);
+					k += 2;
+				}
+				if (o + 1 >= cap)
+					return false;
+				out[o++] = c;
+			}
+			out[o] = 0;
+			return true;
+		}
+		i = end + 1;
+	}
+	return true;
+}
+
+/* GET /admin/usage?team=&identity=&since=YYYY-MM-DD&by=model|day|identity|team */
+static void admin_usage(struct req *r)
+{
+	char team[STORE_NAME_MAX + 1], ident[STORE_NAME_MAX + 1], since[16], by[16];
+	struct store_usage_query q = { .by = STORE_BY_MODEL };
+	if (!query_param(r, "team", team, sizeof team) || (team[0] && !store_name_valid(team)) ||
+	    !query_param(r, "identity", ident, sizeof ident) || (ident[0] && !store_name_valid(ident)) ||
+	    !query_param(r, "since", since, sizeof since) || (since[0] && !usage_day_valid(since)) ||
+	    !query_param(r, "by", by, sizeof by) || (by[0] && usage_by_parse(by, &q.by))) {
+		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+				 "expected ?team=NAME&identity=NAME&since=YYYY-MM-DD&by=model|day|identity|team");
+		return;
+	}
+	q.team = team[0] ? team : NULL;
+	q.identity = ident[0] ? ident : NULL;
+	q.since = since[0] ? since : NULL;
+	struct store *st = admin_store(r);
+	if (!st)
+		return;
+	struct buf *b = reply_buf(r);
+	if (usage_write(st, &q, 1, b)) {
+		store_unavailable(r);
+		return;
+	}
+	admin_log(r, "usage", team, 200);
+	reply_json(r, 200, b);
+}
+
 static void admin_key_create(struct req *r)
 {
 	static const char shape[] = "{\"identity\": NAME, \"expires\"?: \"30d\", \"label\"?: text}";
@@ -377,8 +439,10 @@ void api_admin(struct req *r)
 		admin_key_create(r);
 	else if (str_eq_cstr(path, "/admin/revoke") && post)
 		admin_revoke(r);
+	else if (str_eq_cstr(path, "/admin/usage") && get)
+		admin_usage(r);
 	else if (str_eq_cstr(path, "/admin/identities") || str_eq_cstr(path, "/admin/keys") ||
-		 str_eq_cstr(path, "/admin/revoke"))
+		 str_eq_cstr(path, "/admin/revoke") || str_eq_cstr(path, "/admin/usage"))
 		api_error_openai(r, 405, "invalid_request_error", "method_not_allowed",
 				 "method not allowed");
 	else

@@ -5,6 +5,7 @@
 
 #include "api/api.h"
 #include "audit/audit.h"
+#include "spend/usage.h"
 #include "core/json.h"
 #include "metrics/metrics.h"
 #include "upstream/upstream.h"
@@ -121,6 +122,7 @@ static void api_audit(struct req *r, uint64_t dur)
 		.detectors_json = r->detectors_json,
 		.prompt_tokens = r->prompt_tokens,
 		.completion_tokens = r->completion_tokens,
+		.cost_usd = (double)r->cost_nusd / 1e9,
 		.status = r->status,
 		.latency_ms = dur / 1e6,
 	};
@@ -137,6 +139,9 @@ void api_request_done(struct req *r)
 	uint64_t dur = clock_mono_ns() - r->t_start_ns;
 	metrics_request(r->w->metrics, r->api, r->model, r->provider ? r->provider : "",
 			r->status, dur, r->prompt_tokens, r->completion_tokens);
+	if (r->rt->usage && r->provider && r->model && r->model[0])
+		usage_acc_add(r->rt->usage, r->who.name, r->who.team, r->model, r->provider,
+			      r->prompt_tokens, r->completion_tokens, r->cost_nusd, (int64_t)time(NULL));
 	if (r->rt->audit)
 		api_audit(r, dur);
 	if (!r->rt->cfg->log_requests)

@@ -24,6 +24,7 @@ struct conn;
 struct upstream_set;
 struct router;
 struct audit_log;
+struct usage_acc;
 struct metrics_shard;
 struct req;
 
@@ -37,6 +38,7 @@ struct runtime {
 	struct pki_ca *enroll_ca;   /* signs POST /enroll; NULL: enrollment off */
 	struct router *router;      /* routing: on; NULL otherwise */
 	struct audit_log *audit;    /* audit: on; NULL otherwise (the server's, shared by reloads) */
+	struct usage_acc *usage;    /* usage rollups pending a flush (the server's) */
 	atomic_int refs;
 };
 
@@ -89,6 +91,7 @@ struct req {
 	                          * the requested name for a glob model */
 	const char *provider, *endpoint;
 	uint64_t prompt_tokens, completion_tokens;
+	int64_t cost_nusd;       /* what the upstream's usage cost, nano-USD */
 	bool stream;
 	int attempts;
 	bool upstream_bound;     /* counted in umbra_requests_in_flight */

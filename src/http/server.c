@@ -13,6 +13,8 @@
  * per-connection timer re-arms itself when it fires early. */
 #include "http/http.h"
 #include "audit/audit.h"
+#include "spend/usage.h"
+#include "store/store.h"
 #include "routing/router.h"
 
 #include <errno.h>
@@ -116,6 +118,7 @@ enum { NOTIFY_RELOAD = 1, NOTIFY_DRAIN = 2, NOTIFY_STOP = 4, NOTIFY_REVOKED = 8 
 static pthread_mutex_t g_rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *g_rt;
 static struct audit_log *g_audit; /* opened at start, kept across reloads */
+static struct usage_acc *g_usage;  /* rollups pending a flush (main thread) */
 static struct worker_priv *g_workers;
 static int g_n_workers;
 
@@ -264,6 +267,7 @@ static struct runtime *runtime_build(struct config *cfg, const struct runtime *p
 		}
 	}
 	rt->audit = g_audit;
+	rt->usage = g_usage;
 	rt->enroll_ca = enroll_ca_load(cfg);
 	rt->ups = upstream_set_new(cfg, prev ? prev->ups : NULL);
 	return rt;
@@ -1335,7 +1339,49 @@ struct main_state {
 	bool draining;
 	struct event *ev_drain_deadline, *ev_wait;
 	struct auth_poller *poller;
+	struct store *usage_store;  /* the main thread's handle for usage flushes */
+	char usage_store_url[1024];
+	bool usage_warned;
 };
+
+/* Write the pending usage rollups to the store (every second, and at
+ * exit). A store that cannot be written keeps the rows for the next try
+ * and is reported once until it works again. */
+static void main_flush_usage(struct main_state *ms)
+{
+	struct store_usage *rows;
+	size_t n = usage_acc_take(g_usage, &rows);
+	if (!n)
+		return;
+	struct runtime *rt = runtime_acquire();
+	const struct config *cfg = rt->cfg;
+	if (ms->usage_store && strcmp(ms->usage_store_url, cfg->store_url)) {
+		store_close(ms->usage_store); /* a reload moved the store */
+		ms->usage_store = NULL;
+	}
+	struct store_err serr = { { 0 } };
+	if (!ms->usage_store && store_open(cfg->store_url, cfg->dir, &ms->usage_store, &serr) == UMB_OK)
+		snprintf(ms->usage_store_url, sizeof ms->usage_store_url, "%s", cfg->store_url);
+	runtime_release(rt);
+	int rc = ms->usage_store ? store_usage_add(ms->usage_store, rows, n) : UMB_ERR;
+	if (rc != UMB_OK) {
+		if (!ms->usage_warned)
+			log_warn("usage: cannot write %zu rollup rows to the store (kept for the next try): %s",
+				 n, ms->usage_store ? store_errmsg(ms->usage_store) : serr.msg);
+		ms->usage_warned = true;
+		usage_acc_putback(g_usage, rows, n);
+	} else {
+		ms->usage_warned = false;
+	}
+	free(rows);
+}
+
+static void main_on_usage(evutil_socket_t fd, short what, void *arg)
+{
+	UMB_UNUSED(fd);
+	UMB_UNUSED(what);
+	main_flush_usage(arg);
+}
 
 /* Revocation reaches this gateway through the store's revision. */
 static void main_on_poll_store(evutil_socket_t fd, short what, void *arg)
@@ -1478,6 +1524,7 @@ int http_serve(const struct serve_opts *opts)
 	upstream_global_init();
 
 	char err[512];
+	g_usage = usage_acc_new();
 	if (cfg->audit.enabled) {
 		const struct cfg_audit *a = &cfg->audit;
 		struct audit_opts ao = {
@@ -1555,6 +1602,9 @@ int http_serve(const struct serve_opts *opts)
 	struct event *ev_poll = event_new(ms.base, -1, EV_PERSIST, main_on_poll_store, &ms);
 	struct timeval poll_every = { 0, AUTH_POLL_MS * 1000 };
 	event_add(ev_poll, &poll_every);
+	struct event *ev_usage = event_new(ms.base, -1, EV_PERSIST, main_on_usage, &ms);
+	struct timeval usage_every = { 1, 0 };
+	event_add(ev_usage, &usage_every);
 
 	for (int i = 0; i < n; i++)
 		pthread_create(&g_workers[i].thread, NULL, worker_main, &g_workers[i]);
@@ -1592,6 +1642,9 @@ int http_serve(const struct serve_opts *opts)
 	event_free(ev_hup);
 	event_free(ev_trim);
 	event_free(ev_poll);
+	event_free(ev_usage);
+	main_flush_usage(&ms); /* the workers are done: the last rows */
+	store_close(ms.usage_store);
 	auth_poller_free(ms.poller);
 	if (ms.ev_drain_deadline)
 		event_free(ms.ev_drain_deadline);
@@ -1603,6 +1656,8 @@ int http_serve(const struct serve_opts *opts)
 	runtime_release(last);
 	audit_close(g_audit); /* after every request is done: a final checkpoint */
 	g_audit = NULL;
+	usage_acc_free(g_usage);
+	g_usage = NULL;
 	metrics_shutdown();
 	upstream_global_cleanup();
 	log_info("stopped");

@@ -57,6 +57,19 @@ static const char *const sq_migrations[] = {
 	" id INTEGER PRIMARY KEY CHECK (id = 1),"
 	" value INTEGER NOT NULL);"
 	"INSERT INTO revision (id, value) VALUES (1, 0);",
+	/* 2: usage rollups per day, identity, team, model and provider */
+	"CREATE TABLE usage ("
+	" day TEXT NOT NULL,"
+	" identity TEXT NOT NULL,"
+	" team TEXT NOT NULL,"
+	" model TEXT NOT NULL,"
+	" provider TEXT NOT NULL,"
+	" requests INTEGER NOT NULL,"
+	" prompt_tokens INTEGER NOT NULL,"
+	" completion_tokens INTEGER NOT NULL,"
+	" cost_nusd INTEGER NOT NULL,"
+	" PRIMARY KEY (day, identity, team, model, provider));"
+	"CREATE INDEX usage_team_day ON usage(team, day);",
 };
 #define SQ_SCHEMA_VERSION ((int)UMB_ARRAY_LEN(sq_migrations))
 
@@ -78,6 +91,7 @@ enum sq_stmt_id {
 	SQ_KEY_LIST,
 	SQ_KEY_LIST_ID,
 	SQ_KEY_REVOKE,
+	SQ_USAGE_ADD,
 	SQ_KEY_EXISTS,
 	SQ_TOK_PRUNE,
 	SQ_TOK_INSERT,
@@ -119,6 +133,14 @@ static const char *const sq_sql[SQ_NSTMT] = {
 	[SQ_KEY_REVOKE] = "UPDATE keys SET revoked_at = ?2"
 			  " WHERE id = ?1 AND revoked_at = 0",
 	[SQ_KEY_EXISTS] = "SELECT 1 FROM keys WHERE id = ?1",
+	[SQ_USAGE_ADD] = "INSERT INTO usage (day, identity, team, model, provider, requests,"
+			 " prompt_tokens, completion_tokens, cost_nusd)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+			 " ON CONFLICT (day, identity, team, model, provider) DO UPDATE SET"
+			 " requests = requests + excluded.requests,"
+			 " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
+			 " completion_tokens = completion_tokens + excluded.completion_tokens,"
+			 " cost_nusd = cost_nusd + excluded.cost_nusd",
 	[SQ_TOK_PRUNE] = "DELETE FROM used_tokens WHERE expires <= ?1",
 	[SQ_TOK_INSERT] = "INSERT INTO used_tokens (jti, expires)"
 			  " VALUES (?1, ?2)",
@@ -716,6 +738,89 @@ static int sq_revision(struct store *st, uint64_t *out)
 	return rc;
 }
 
+/* ---- usage rollups ---- */
+
+static int sq_usage_add(struct store *st, const struct store_usage *rows, size_t n)
+{
+	int rc;
+	if ((rc = sq__begin(st)) != UMB_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_usage *u = &rows[i];
+		sqlite3_stmt *q = sq__stmt(st, SQ_USAGE_ADD);
+		if (!q) {
+			rc = UMB_ERR;
+			break;
+		}
+		sqlite3_bind_text(q, 1, u->day, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 2, u->identity, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 3, u->team, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 4, u->model, -1, SQLITE_STATIC);
+		sqlite3_bind_text(q, 5, u->provider, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(q, 6, (sqlite3_int64)u->requests);
+		sqlite3_bind_int64(q, 7, (sqlite3_int64)u->prompt_tokens);
+		sqlite3_bind_int64(q, 8, (sqlite3_int64)u->completion_tokens);
+		sqlite3_bind_int64(q, 9, u->cost_nusd);
+		if ((rc = sq__exec_stmt(st, q, "usage add")) != UMB_OK)
+			break;
+	}
+	if (rc == UMB_OK)
+		rc = sq__commit(st);
+	if (rc != UMB_OK)
+		sq__rollback(st);
+	return rc;
+}
+
+/* The grouped column for each STORE_BY_*; the SQL is built from these
+ * fixed names only, the filters are bound. */
+static const char *const sq_usage_col[] = { "model", "day", "identity", "team" };
+
+static int sq_usage_query(struct store *st, const struct store_usage_query *uq,
+			  store_usage_cb cb, void *ctx)
+{
+	char sql[512];
+	const char *col = sq_usage_col[uq->by];
+	snprintf(sql, sizeof sql,
+		 "SELECT %s, sum(requests), sum(prompt_tokens), sum(completion_tokens),"
+		 " sum(cost_nusd) FROM usage"
+		 " WHERE (?1 IS NULL OR team = ?1) AND (?2 IS NULL OR identity = ?2)"
+		 " AND (?3 IS NULL OR day >= ?3) GROUP BY %s ORDER BY %s",
+		 col, col, col);
+	sqlite3_stmt *q;
+	if (sqlite3_prepare_v2(sq__of(st)->db, sql, -1, &q, NULL) != SQLITE_OK)
+		return sq__fail(st, "usage query");
+	const char *f[3] = { uq->team, uq->identity, uq->since };
+	for (int i = 0; i < 3; i++)
+		if (f[i] && *f[i])
+			sqlite3_bind_text(q, i + 1, f[i], -1, SQLITE_STATIC);
+	int rc = 0, step;
+	while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+		struct store_usage row;
+		memset(&row, 0, sizeof row);
+		char *dst = uq->by == STORE_BY_MODEL ? row.model
+			: uq->by == STORE_BY_DAY ? row.day
+			: uq->by == STORE_BY_IDENTITY ? row.identity : row.team;
+		size_t cap = uq->by == STORE_BY_MODEL ? sizeof row.model
+			: uq->by == STORE_BY_DAY ? sizeof row.day
+			: uq->by == STORE_BY_IDENTITY ? sizeof row.identity : sizeof row.team;
+		sq__copy_text(dst, cap, q, 0);
+		if (uq->team)
+			snprintf(row.team, sizeof row.team, "%s", uq->team);
+		if (uq->identity)
+			snprintf(row.identity, sizeof row.identity, "%s", uq->identity);
+		row.requests = (uint64_t)sqlite3_column_int64(q, 1);
+		row.prompt_tokens = (uint64_t)sqlite3_column_int64(q, 2);
+		row.completion_tokens = (uint64_t)sqlite3_column_int64(q, 3);
+		row.cost_nusd = sqlite3_column_int64(q, 4);
+		if ((rc = cb(ctx, &row)) != 0)
+			break;
+	}
+	if (rc == 0 && step != SQLITE_DONE)
+		rc = sq__fail(st, "usage query");
+	sqlite3_finalize(q);
+	return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
 	.scheme = "sqlite",
 	.open = sq_open,
@@ -730,4 +835,6 @@ const struct store_ops store_sqlite_ops = {
 	.key_revoke = sq_key_revoke,
 	.token_mark_used = sq_token_mark_used,
 	.revision = sq_revision,
+	.usage_add = sq_usage_add,
+	.usage_query = sq_usage_query,
 };

@@ -284,3 +284,14 @@ int store_revision(struct store *st, uint64_t *out)
 {
 	return st->ops->revision(st, out);
 }
+
+int store_usage_add(struct store *st, const struct store_usage *rows, size_t n)
+{
+	return n ? st->ops->usage_add(st, rows, n) : UMB_OK;
+}
+
+int store_usage_query(struct store *st, const struct store_usage_query *q,
+		      store_usage_cb cb, void *ctx)
+{
+	return st->ops->usage_query(st, q, cb, ctx);
+}

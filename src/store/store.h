@@ -72,6 +72,26 @@ struct store_key {
 	char label[STORE_LABEL_MAX + 1]; /* "" = none */
 };
 
+/** One usage rollup row: what one (day, identity, team, model, provider)
+ * consumed. Costs are integers of nano-USD so sums never drift. */
+struct store_usage {
+	char day[11];                        /* YYYY-MM-DD, UTC */
+	char identity[STORE_NAME_MAX + 1];   /* "" = anonymous */
+	char team[STORE_NAME_MAX + 1];       /* "" = none */
+	char model[257];                     /* configured model name */
+	char provider[STORE_NAME_MAX + 1];
+	uint64_t requests, prompt_tokens, completion_tokens;
+	int64_t cost_nusd;
+};
+
+/** How store_usage_query groups and filters (NULL / "" = any). */
+enum store_usage_by { STORE_BY_MODEL, STORE_BY_DAY, STORE_BY_IDENTITY, STORE_BY_TEAM };
+struct store_usage_query {
+	const char *team, *identity;
+	const char *since;                   /* YYYY-MM-DD inclusive */
+	enum store_usage_by by;
+};
+
 /** Error detail for store_open (backend messages, resolved path). */
 struct store_err {
 	char msg[512];
@@ -81,6 +101,9 @@ struct store_err {
  * is what the list function returns. Do not list again from inside one. */
 typedef int (*store_identity_cb)(void *ctx, const struct store_identity *id);
 typedef int (*store_key_cb)(void *ctx, const struct store_key *key);
+/** A grouped row: only the grouped column and the sums are filled (the
+ * others are "" — for STORE_BY_MODEL also team and identity when filtered). */
+typedef int (*store_usage_cb)(void *ctx, const struct store_usage *row);
 
 struct store;
 
@@ -126,6 +149,13 @@ int store_token_mark_used(struct store *st, const char *jti, int64_t expires,
  * last value seen, something was created or revoked. */
 int store_revision(struct store *st, uint64_t *out);
 
+/** Add rows to the rollups (summed into existing rows), in one
+ * transaction. */
+int store_usage_add(struct store *st, const struct store_usage *rows, size_t n);
+/** Sums grouped by q->by, filtered, in group order. */
+int store_usage_query(struct store *st, const struct store_usage_query *q,
+		      store_usage_cb cb, void *ctx);
+
 /** "client" | "connector" | "gateway" | "admin" → kind; UMB_ERR if unknown. */
 int store_kind_parse(const char *s, enum store_kind *out);
 /** The kind's name. */
@@ -158,6 +188,9 @@ struct store_ops {
 	int (*token_mark_used)(struct store *st, const char *jti,
 			       int64_t expires, int64_t now);
 	int (*revision)(struct store *st, uint64_t *out);
+	int (*usage_add)(struct store *st, const struct store_usage *rows, size_t n);
+	int (*usage_query)(struct store *st, const struct store_usage_query *q,
+			   store_usage_cb cb, void *ctx);
 };
 
 /** A handle: the backend's table, its private state and the last error. */

@@ -196,9 +196,9 @@ static void test_migrations_idempotent(void **state)
 		store_close(st);
 	}
 	assert_int_equal(count_rows(f->path, "SELECT COUNT(*), MAX(version)"
-					     " FROM schema_version"), 1);
+					     " FROM schema_version"), 2);
 	assert_int_equal(count_rows(f->path, "SELECT MAX(version)"
-					     " FROM schema_version"), 1);
+					     " FROM schema_version"), 2);
 	assert_int_equal(count_rows(f->path, "SELECT COUNT(*) FROM revision"),
 			 1);
 	/* WAL is persistent in the file */
@@ -596,7 +596,70 @@ static void test_two_processes_migrate(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_int_equal(count_rows(f->path, "SELECT COUNT(*) FROM"
-					     " schema_version"), 1);
+					     " schema_version"), 2); /* each migration once */
+}
+
+/* ---- usage rollups ---- */
+
+struct usage_rows {
+	struct store_usage r[8];
+	int n;
+};
+
+static int usage_cb(void *ctx, const struct store_usage *u)
+{
+	struct usage_rows *c = ctx;
+	if (c->n < 8)
+		c->r[c->n++] = *u;
+	return 0;
+}
+
+static struct store_usage urow(const char *day, const char *who, const char *team,
+			       const char *model, uint64_t p, uint64_t c, int64_t cost)
+{
+	struct store_usage u = { .requests = 1, .prompt_tokens = p, .completion_tokens = c,
+				 .cost_nusd = cost };
+	snprintf(u.day, sizeof u.day, "%s", day);
+	snprintf(u.identity, sizeof u.identity, "%s", who);
+	snprintf(u.team, sizeof u.team, "%s", team);
+	snprintf(u.model, sizeof u.model, "%s", model);
+	snprintf(u.provider, sizeof u.provider, "p");
+	return u;
+}
+
+static void test_usage(void **state)
+{
+	struct fx *f = *state;
+	struct store *st = fx_open(f);
+	struct store_usage rows[] = {
+		urow("2026-11-01", "alice", "eng", "m", 10, 1, 1000),
+		urow("2026-11-01", "alice", "eng", "m", 5, 2, 3),      /* same key: summed */
+		urow("2026-11-02", "bob", "ops", "m", 1, 1, 1),
+		urow("2026-11-02", "alice", "eng", "n", 7, 7, 4000000000000LL),
+	};
+	assert_int_equal(store_usage_add(st, rows, 4), UMB_OK);
+	assert_int_equal(store_usage_add(st, rows, 1), UMB_OK); /* adds again */
+	struct usage_rows c = { .n = 0 };
+	struct store_usage_query q = { .by = STORE_BY_MODEL };
+	assert_int_equal(store_usage_query(st, &q, usage_cb, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.r[0].model, "m");
+	assert_int_equal(c.r[0].requests, 4);
+	assert_int_equal(c.r[0].prompt_tokens, 26);
+	assert_int_equal(c.r[0].cost_nusd, 2004);
+	assert_int_equal(c.r[1].cost_nusd, 4000000000000LL); /* no rounding */
+	c.n = 0;
+	q = (struct store_usage_query){ .by = STORE_BY_DAY, .team = "eng", .since = "2026-11-02" };
+	assert_int_equal(store_usage_query(st, &q, usage_cb, &c), 0);
+	assert_int_equal(c.n, 1);
+	assert_string_equal(c.r[0].day, "2026-11-02");
+	assert_string_equal(c.r[0].team, "eng");
+	assert_int_equal(c.r[0].requests, 1);
+	c.n = 0;
+	q = (struct store_usage_query){ .by = STORE_BY_IDENTITY, .identity = "nobody" };
+	assert_int_equal(store_usage_query(st, &q, usage_cb, &c), 0);
+	assert_int_equal(c.n, 0);
+	store_close(st);
 }
 
 int main(void)
@@ -623,6 +686,7 @@ int main(void)
 						fx_teardown),
 		cmocka_unit_test_setup_teardown(test_two_processes_migrate,
 						fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_usage, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,10 @@
 #define TUN_HANDSHAKE_MS 10000
 #define TUN_STREAM_WINDOW (1 << 20)      /* per stream: a 200 KB body in one go */
 #define TUN_CONN_WINDOW (16 << 20)       /* per connection */
+/* A worker reports consumed bytes (which reopen its stream's window) only
+ * once this many have gathered: a streamed response of small events would
+ * otherwise wake the tunnel thread, and send a WINDOW_UPDATE, per event. */
+#define TUN_CONSUME_BATCH (TUN_STREAM_WINDOW / 4)
 #define TUN_SERVICES_PATH "/.well-known/umbra/services"
 #define TUN_MAX_SERVICES 256
 #define TUN_MAX_TRIES 3                  /* connectors tried before the first byte */
@@ -113,6 +117,7 @@ struct tunnel_xfer {
 
 	/* worker thread only */
 	struct buf wdata;
+	size_t unreported;     /* consumed, not yet mailed (TUN_CONSUME_BATCH) */
 	bool paused, wdone, in_cb, cancelled_in_cb;
 	CURLcode wcode;
 
@@ -270,14 +275,17 @@ static void xfer_deliver(struct tunnel_xfer *x)
 		xfer_unref(x);
 		return;
 	}
-	if (consumed) {
+	x->unreported += consumed;
+	/* the window matters only while the stream is open (not wdone) */
+	bool report = !x->wdone && x->unreported >= TUN_CONSUME_BATCH;
+	if (report) {
 		pthread_mutex_lock(&x->mu);
-		x->consumed += consumed;
+		x->consumed += x->unreported;
 		pthread_mutex_unlock(&x->mu);
+		x->unreported = 0;
 	}
 	bool finish = x->wdone && !x->paused && !x->wdata.n;
-	/* the window matters only while the stream is open (not wdone) */
-	if ((consumed && !x->wdone) || (finish && x->wcode == CURLE_WRITE_ERROR))
+	if (report || (finish && x->wcode == CURLE_WRITE_ERROR))
 		xfer_mail(x);
 	if (finish) {
 		xfer_worker_leave(x);

@@ -161,6 +161,10 @@ static void read_usage(struct json_val usage, struct provider_usage *u)
 		u->prompt_tokens = (uint64_t)x;
 	if (json_obj_get(usage, "completion_tokens", &v) && json_get_i64(v, &x) == 0 && x >= 0)
 		u->completion_tokens = (uint64_t)x;
+	struct json_val d;
+	if (json_obj_get(usage, "prompt_tokens_details", &d) && d.type == JSON_OBJECT &&
+	    json_obj_get(d, "cached_tokens", &v) && json_get_i64(v, &x) == 0 && x >= 0)
+		u->cached_prompt_tokens = UMB_MIN((uint64_t)x, u->prompt_tokens);
 }
 
 static int openai_finish(const struct upstream_call *call, struct str body,

@@ -30,6 +30,7 @@ struct provider_request {
 struct provider_usage {
 	bool seen;
 	uint64_t prompt_tokens, completion_tokens;
+	uint64_t cached_prompt_tokens; /* part of prompt_tokens, billed at the cached price */
 };
 
 enum provider_event_action {

@@ -85,6 +85,7 @@ static const struct price_entry prices_builtin[] = {
 
 	/* ---- AWS Bedrock, on-demand, US regions. Ids without region
 	 * prefix, `:N`, `-vN` or date ---- */
+	CHAT("bedrock", "anthropic.claude-opus-4-5", 5.00, 0.50, 25.00, 6.25, NULL, SRC_BEDROCK),
 	CHAT("bedrock", "anthropic.claude-opus-4-1", 15.00, 1.50, 75.00, 18.75, NULL, SRC_BEDROCK),
 	CHAT("bedrock", "anthropic.claude-opus-4", 15.00, 1.50, 75.00, 18.75, NULL, SRC_BEDROCK),
 	CHAT("bedrock", "anthropic.claude-sonnet-4-5", 3.00, 0.30, 15.00, 3.75, TIER_200K, SRC_BEDROCK),
@@ -136,9 +137,7 @@ static const struct price_entry prices_builtin[] = {
 
 /* Irregular names the rules do not reach: vendor aliases and older
  * snapshot ids. Each target is a row above (the unit test checks). */
-static const struct {
-	const char *from, *to;
-} prices_aliases[] = {
+static const struct price_alias prices_aliases[] = {
 	{ "claude-opus-4-0", "claude-opus-4" },
 	{ "claude-sonnet-4-0", "claude-sonnet-4" },
 	{ "gpt-4-turbo-preview", "gpt-4-turbo" },
@@ -160,6 +159,12 @@ const struct price_entry *prices_table(size_t *n)
 {
 	*n = UMB_ARRAY_LEN(prices_builtin);
 	return prices_builtin;
+}
+
+const struct price_alias *prices_alias_table(size_t *n)
+{
+	*n = UMB_ARRAY_LEN(prices_aliases);
+	return prices_aliases;
 }
 
 uint64_t prices_from_usd_per_mtok(double usd_per_mtok)
@@ -345,7 +350,7 @@ const struct price_entry *prices_lookup(const char *model)
 	if ((p = memchr(s, '@', n)))
 		n = (size_t)(p - s);
 	/* Bedrock: an inference-profile prefix before a vendor, and the
-	 * ":0" (or ":0:200k") version after it */
+	 * ":0" (or ":0:200k") version after it: a colon and a digit */
 	for (size_t i = 0; i < UMB_ARRAY_LEN(prices_geo); i++) {
 		size_t k = strlen(prices_geo[i]);
 
@@ -355,7 +360,8 @@ const struct price_entry *prices_lookup(const char *model)
 			break;
 		}
 	}
-	if (prices__bedrock(s, n) && (p = memchr(s, ':', n)))
+	if (prices__bedrock(s, n) && (p = memchr(s, ':', n)) &&
+	    (size_t)(p - s) + 1 < n && p[1] >= '0' && p[1] <= '9')
 		n = (size_t)(p - s);
 	if (n == 0)
 		return NULL;

@@ -59,6 +59,12 @@ struct price_entry {
 	const char *source;  /* the vendor's pricing page it was read from */
 };
 
+/** An irregular name the rules do not reach ("claude-opus-4-0"). */
+struct price_alias {
+	const char *from; /* lower case */
+	const char *to;   /* a row's name */
+};
+
 /** The longest model name looked up; longer names are unpriced. */
 #define PRICES_NAME_MAX 255
 
@@ -68,6 +74,8 @@ uint64_t prices_from_usd_per_mtok(double usd_per_mtok);
 
 /** The built-in table and its length (for docs, `umbra check`, tests). */
 const struct price_entry *prices_table(size_t *n);
+/** The alias list and its length (docs, tests). */
+const struct price_alias *prices_alias_table(size_t *n);
 
 /** The built-in entry for a model name: case-insensitive exact match, then
  * the aliasing rules of docs/prices.md (dated snapshots, Bedrock

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "spend/prices.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
 #include "tunnel/tunnel.h"
@@ -170,6 +171,17 @@ static void fwd_note_served(struct fwd *f)
 	if (f->usage.seen) {
 		r->prompt_tokens = f->usage.prompt_tokens;
 		r->completion_tokens = f->usage.completion_tokens;
+		/* what the upstream's own counts cost (docs/prices.md) */
+		struct price p;
+		struct usage_tokens u = { .prompt = f->usage.prompt_tokens,
+					  .completion = f->usage.completion_tokens,
+					  .cached_prompt = f->usage.cached_prompt_tokens };
+		const char *src;
+		char req[PRICES_NAME_MAX + 1];
+		snprintf(req, sizeof req, "%.*s", (int)UMB_MIN(f->call.requested_model.n, (size_t)PRICES_NAME_MAX),
+			 f->call.requested_model.p ? f->call.requested_model.p : "");
+		if (prices_for_model(f->model, req, &p, &src) == UMB_OK)
+			r->cost_nusd = (int64_t)UMB_MIN(prices_cost_nusd(&p, &u), (uint64_t)INT64_MAX);
 	}
 }
 

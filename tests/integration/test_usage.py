@@ -17,7 +17,9 @@ def umbra(*args):
 
 def test_usage_rollups_cli_and_admin(make_gateway, fake, tmp_path):
     cfg = base_config(free_port(), [provider("p", fake)], [
-        {"name": "m", "provider": "p"}, {"name": "n", "provider": "p"}],
+        {"name": "m", "provider": "p", "price": {"input_per_mtok": 1000, "output_per_mtok": 2000}},
+        {"name": "n", "provider": "p", "upstream_model": "gpt-4o-mini"},   # the built-in table
+        {"name": "local", "provider": "p", "locality": "onprem"}],
         auth={"mode": "keys"}, store="sqlite://usage.db",
         teams=[{"name": "eng", "models": ["*"]}, {"name": "ops", "models": ["*"]}],
         identities=[{"name": "alice", "team": "eng"}, {"name": "bob", "team": "ops"},
@@ -60,23 +62,31 @@ def test_usage_rollups_cli_and_admin(make_gateway, fake, tmp_path):
     assert set(got) == {"m", "n"}
     assert (got["m"]["requests"], got["m"]["prompt_tokens"], got["m"]["completion_tokens"]) == (2, 17, 8)
     assert (got["n"]["requests"], got["n"]["prompt_tokens"], got["n"]["completion_tokens"]) == (1, 100, 1)
+    # cost from the config price: 0.001 USD per prompt token, 0.002 per completion token
+    assert abs(got["m"]["cost_usd"] - (17 * 0.001 + 8 * 0.002)) < 1e-9
+    assert got["n"]["cost_usd"] > 0   # gpt-4o-mini is in the built-in table
     assert all(r["team"] == "eng" for r in rows)
     rows = json.loads(umbra("usage", "-c", gw.cfg_path, "--by", "identity", "--json"))
     by_id = {r["identity"]: r for r in rows}
     for who in ("alice", "bob"):
         want = [sum(v[i] for (w, _), v in sent.items() if w == who) for i in range(3)]
         assert [by_id[who][k] for k in ("requests", "prompt_tokens", "completion_tokens")] == want
+    chat("bob", "local", 50, 50)   # on-prem: free
+    sent[("bob", "local")] = [1, 50, 50]
+    time.sleep(1.2)
+    rows = json.loads(umbra("usage", "-c", gw.cfg_path, "--identity", "bob", "--json"))
+    assert [r["cost_usd"] for r in rows if r["model"] == "local"] == [0]
     csv = umbra("usage", "-c", gw.cfg_path, "--by", "team", "--csv").splitlines()
     assert csv[0] == "team,requests,prompt_tokens,completion_tokens,cost_usd"
-    assert csv[1].startswith("eng,3,117,9,") and csv[2].startswith("ops,2,1002,2002,")
+    assert csv[1].startswith("eng,3,117,9,") and csv[2].startswith("ops,3,1052,2052,")
     day = time.strftime("%Y-%m-%d", time.gmtime())
     rows = json.loads(umbra("usage", "-c", gw.cfg_path, "--by", "day", "--since", day, "--json"))
-    assert len(rows) == 1 and rows[0]["day"] == day and rows[0]["requests"] == 5
+    assert len(rows) == 1 and rows[0]["day"] == day and rows[0]["requests"] == 6
 
     # the admin API, admin credentials only
     r = gw.get("/admin/usage?by=identity&team=ops", headers={"Authorization": "Bearer " + keys["root"]})
     assert r.status == 200, r
-    assert [(x["identity"], x["requests"]) for x in r.json()] == [("bob", 2)]
+    assert [(x["identity"], x["requests"]) for x in r.json()] == [("bob", 3)]
     r = gw.get("/admin/usage", headers={"Authorization": "Bearer " + keys["alice"]})
     assert r.status == 403
     r = gw.get("/admin/usage?since=yesterday", headers={"Authorization": "Bearer " + keys["root"]})

@@ -369,6 +369,18 @@ static void test_finish(void **state)
 			 UMB_OK);
 	assert_true(u.completion_tokens == 9007199254740993ULL);
 
+	/* cached prompt tokens (priced apart), never more than the prompt */
+	memset(&u, 0, sizeof u);
+	assert_int_equal(ops->finish(&c.call, STR("{\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":1,"
+						 "\"prompt_tokens_details\":{\"cached_tokens\":64}}}"), &u),
+			 UMB_OK);
+	assert_true(u.cached_prompt_tokens == 64);
+	memset(&u, 0, sizeof u);
+	assert_int_equal(ops->finish(&c.call, STR("{\"usage\":{\"prompt_tokens\":10,"
+						 "\"prompt_tokens_details\":{\"cached_tokens\":64}}}"), &u),
+			 UMB_OK);
+	assert_true(u.cached_prompt_tokens == 10);
+
 	/* garbage */
 	const struct str bad[] = {
 		STR(""), STR(" "), STR("<html>502 Bad Gateway</html>"), STR("{\"choices\":["),

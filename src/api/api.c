@@ -118,7 +118,7 @@ static void api_audit(struct req *r, uint64_t dur)
 		.endpoint = r->endpoint,
 		.model = r->model && r->model[0] ? r->model : NULL,
 		.decision = deny ? "deny" : "allow",
-		.reason = r->status >= 400 ? r->error_kind : NULL,
+		.reason = r->status >= 400 ? r->error_kind : r->usage_missing ? "usage_missing" : NULL,
 		.detectors_json = r->detectors_json,
 		.prompt_tokens = r->prompt_tokens,
 		.completion_tokens = r->completion_tokens,
@@ -139,6 +139,7 @@ void api_request_done(struct req *r)
 	uint64_t dur = clock_mono_ns() - r->t_start_ns;
 	metrics_request(r->w->metrics, r->api, r->model, r->provider ? r->provider : "",
 			r->status, dur, r->prompt_tokens, r->completion_tokens);
+	api_govern_settle(r);
 	if (r->rt->usage && r->provider && r->model && r->model[0])
 		usage_acc_add(r->rt->usage, r->who.name, r->who.team, r->model, r->provider,
 			      r->prompt_tokens, r->completion_tokens, r->cost_nusd, (int64_t)time(NULL));

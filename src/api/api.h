@@ -25,6 +25,13 @@ void api_error_openai_h(struct req *r, int status, struct str extra_headers,
 /** May the authenticated caller use this model name (team policy)? */
 bool api_model_allowed(const struct req *r, struct str model);
 
+/** Reserve the caller's budgets and rate limits for a request to m
+ * (api/govern.c); false when it was refused (and answered 429/503). */
+bool api_govern_admit(struct req *r, const struct cfg_model *m, struct str requested,
+		      struct str body, int64_t max_tokens);
+/** Settle the reservations with what the upstream reported. */
+void api_govern_settle(struct req *r);
+
 /* handlers (api/openai.c) */
 void api_openai_chat(struct req *r);
 void api_openai_embeddings(struct req *r);

@@ -190,6 +190,17 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	return m;
 }
 
+/* max_tokens (or max_completion_tokens) when given as a positive integer;
+ * 0 otherwise (the worst case then comes from the model or the default). */
+static int64_t chat_max_tokens(const struct parsed *p)
+{
+	const struct json_val *v = get(p, K_MAX_TOKENS);
+	if (!v || v->type != JSON_NUMBER)
+		v = get(p, K_MAX_COMPLETION_TOKENS);
+	int64_t x;
+	return v && v->type == JSON_NUMBER && json_get_i64(*v, &x) == UMB_OK && x > 0 ? x : 0;
+}
+
 /* A chat request between parsing and forwarding: routing may wait for
  * the classifier. Lives in the request arena. */
 struct chat {
@@ -268,6 +279,8 @@ static void chat_forward(struct chat *c)
 	}
 	c->call.model = m;
 	c->call.onprem_only = router_is_sensitive(d);
+	if (!api_govern_admit(r, m, c->call.requested_model, r->body, chat_max_tokens(c->p)))
+		return;
 	upstream_forward(r, &c->call);
 }
 
@@ -464,7 +477,8 @@ void api_openai_chat(struct req *r)
 	r->stream = call->stream;
 	if (!router) {
 		call->model = resolve_model(r, p, &call->requested_model);
-		if (call->model)
+		if (call->model && api_govern_admit(r, call->model, call->requested_model, r->body,
+						    chat_max_tokens(p)))
 			upstream_forward(r, call);
 		return;
 	}
@@ -528,6 +542,8 @@ void api_openai_embeddings(struct req *r)
 		return;
 	struct router *rt = r->rt->router;
 	if (rt && router_sensitive(rt)->enabled && !embeddings_guard(r, p, rt, &call))
+		return;
+	if (!api_govern_admit(r, call.model, call.requested_model, r->body, 0))
 		return;
 	upstream_forward(r, &call);
 }

@@ -488,6 +488,12 @@ static const struct cfg_enum audit_fsyncs[] = {
 	{ "never", AUDIT_SYNC_NEVER, false },
 	{ NULL, 0, false },
 };
+static const struct cfg_enum budget_periods[] = {
+	{ "monthly", PERIOD_MONTHLY, false },
+	{ "weekly", PERIOD_WEEKLY, false },
+	{ "daily", PERIOD_DAILY, false },
+	{ NULL, 0, false },
+};
 static const struct cfg_enum client_auths[] = {
 	{ "none", CLIENT_AUTH_NONE, false },
 	{ "optional", CLIENT_AUTH_OPTIONAL, false },
@@ -1811,6 +1817,23 @@ static int audit_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 	return UMB_OK;
 }
 
+static int budget_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_budget *b = base;
+	UMB_UNUSED(c);
+	b->set = n != NULL;
+	return UMB_OK;
+}
+
+static int rate_limit_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
+{
+	struct cfg_rate_limit *r = base;
+	r->set = n != NULL && (r->rpm || r->tpm);
+	if (n && !r->rpm && !r->tpm)
+		return cfg_err(c, NODE_LINE(n), "rate_limit needs rpm or tpm (or both)");
+	return UMB_OK;
+}
+
 static int price_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 {
 	struct cfg_price *p = base;
@@ -2408,6 +2431,30 @@ static const struct cfg_section model_section = {
 	ITEMS(struct cfg_model, "model", "{ name, provider, ... }", ""),
 };
 
+static const struct cfg_key budget_keys[] = {
+	KEY("usd", CK_DOUBLE, struct cfg_budget, usd, .required = true, .min = 0, .max = 1e12,
+	    .doc = "the cap in USD per period"),
+	KEY("period", CK_ENUM, struct cfg_budget, period, .def = "monthly", .enums = budget_periods,
+	    .doc = "monthly | weekly | daily, UTC calendar (month 1st, Monday, midnight)"),
+	KEY("alert_at", CK_DOUBLE, struct cfg_budget, alert_at, .def = "0.8", .min = 0, .max = 1,
+	    .doc = "fraction of the cap that logs a warning once per period; 0 = off"),
+};
+static const struct cfg_section budget_section = { "budget", budget_keys, UMB_ARRAY_LEN(budget_keys), budget_post };
+
+static const struct cfg_key rate_limit_keys[] = {
+	KEY("rpm", CK_INT, struct cfg_rate_limit, rpm, .def = "0", .min = 0, .max = 100000000,
+	    .doc = "requests per minute; 0 = no limit"),
+	KEY("tpm", CK_INT, struct cfg_rate_limit, tpm, .def = "0", .min = 0, .max = 2000000000,
+	    .doc = "tokens (prompt + completion) per minute; 0 = no limit"),
+};
+static const struct cfg_section rate_limit_section = { "rate_limit", rate_limit_keys, UMB_ARRAY_LEN(rate_limit_keys), rate_limit_post };
+
+static const struct cfg_key budgets_keys[] = {
+	KEY("default_max_tokens", CK_INT, struct config, default_max_tokens, .def = "4096", .min = 1, .max = 100000000,
+	    .doc = "worst-case output tokens when neither the request nor the model says"),
+};
+static const struct cfg_section budgets_section = { "budgets", budgets_keys, UMB_ARRAY_LEN(budgets_keys), NULL };
+
 static const struct cfg_key team_keys[] = {
 	KEY("name", CK_TEXT, struct cfg_team, name, .parse = cfg_parse_name, .required = true,
 	    .doc = "team name: 1-64 letters, digits, '.', '_', '@', '-'; unique"),
@@ -2419,8 +2466,10 @@ static const struct cfg_key team_keys[] = {
 	    .custom = cfg_load_strings, .parse = cfg_parse_name,
 	    .want = "route names", .want_one = "a route name",
 	    .doc = "routes the team may use; absent: any route whose model the team may use"),
-	UNIMPL("budget", "spending limit"),
-	UNIMPL("rate_limit", "request rate limit"),
+	KEY("budget", CK_SECTION, struct cfg_team, budget, .sub = &budget_section,
+	    .doc = "hard cap on the team's spend: { usd, period, alert_at }"),
+	KEY("rate_limit", CK_SECTION, struct cfg_team, rate_limit, .sub = &rate_limit_section,
+	    .doc = "the team's requests and tokens per minute: { rpm, tpm }"),
 };
 static const struct cfg_section team_section = {
 	"teams[]", team_keys, UMB_ARRAY_LEN(team_keys), NULL,
@@ -2432,6 +2481,10 @@ static const struct cfg_key identity_keys[] = {
 	    .doc = "identity name, as authenticated (key's identity, certificate CN)"),
 	KEY("team", CK_TEXT, struct cfg_identity, team, .parse = cfg_parse_identity_team, .required = true,
 	    .doc = "name of a team in teams"),
+	KEY("budget", CK_SECTION, struct cfg_identity, budget, .sub = &budget_section,
+	    .doc = "hard cap on this identity's spend: { usd, period, alert_at }"),
+	KEY("rate_limit", CK_SECTION, struct cfg_identity, rate_limit, .sub = &rate_limit_section,
+	    .doc = "this identity's requests and tokens per minute: { rpm, tpm }"),
 };
 static const struct cfg_section identity_section = {
 	"identities[]", identity_keys, UMB_ARRAY_LEN(identity_keys), NULL,
@@ -2686,7 +2739,8 @@ static const struct cfg_key config_keys[] = {
 	KEY("services", CK_CUSTOM, struct config, services, .off2 = offsetof(struct config, n_services),
 	    .custom = cfg_load_list, .sub = &service_section, .want = "services",
 	    .doc = "dark services reached through connectors; needs tunnel"),
-	UNIMPL("budgets", "budgets"),
+	{ .name = "budgets", .kind = CK_SECTION, .off = 0, .sub = &budgets_section,
+	  .doc = "defaults for budget reservations" },
 };
 static const struct cfg_section config_section = { "", config_keys, UMB_ARRAY_LEN(config_keys), config_post };
 

@@ -157,6 +157,22 @@ struct cfg_service {
 	int line;
 };
 
+enum budget_period { PERIOD_MONTHLY = 0, PERIOD_WEEKLY, PERIOD_DAILY };
+
+/** budget: a hard cap on spend per UTC calendar period (docs/spend.md). */
+struct cfg_budget {
+	bool set;
+	double usd;
+	enum budget_period period; /* default monthly */
+	double alert_at;           /* fraction of usd that logs a warning, default 0.8; 0 = off */
+};
+
+/** rate_limit: requests and tokens per minute (0 = no limit). */
+struct cfg_rate_limit {
+	bool set;
+	int rpm, tpm;
+};
+
 /** teams[]: who may use which models (DESIGN.md "teams"). */
 struct cfg_team {
 	char *name;
@@ -164,6 +180,8 @@ struct cfg_team {
 	size_t n_models;
 	char **routes;   /* route names (enforced once routing exists) */
 	size_t n_routes;
+	struct cfg_budget budget;
+	struct cfg_rate_limit rate_limit;
 	int line;
 };
 
@@ -172,6 +190,8 @@ struct cfg_team {
 struct cfg_identity {
 	char *name;
 	char *team; /* names a team in teams[] */
+	struct cfg_budget budget;
+	struct cfg_rate_limit rate_limit;
 	int line;
 };
 
@@ -322,6 +342,8 @@ struct config {
 	size_t n_services;
 	struct cfg_routing routing;
 	struct cfg_audit audit;
+	int default_max_tokens;    /* budgets.default_max_tokens: worst-case output
+	                            * when neither request nor model says (4096) */
 };
 
 /** Config errors carry file:line and what was expected. */

@@ -25,6 +25,8 @@ struct upstream_set;
 struct router;
 struct audit_log;
 struct usage_acc;
+struct spend_ledger;
+struct govern;
 struct metrics_shard;
 struct req;
 
@@ -39,6 +41,7 @@ struct runtime {
 	struct router *router;      /* routing: on; NULL otherwise */
 	struct audit_log *audit;    /* audit: on; NULL otherwise (the server's, shared by reloads) */
 	struct usage_acc *usage;    /* usage rollups pending a flush (the server's) */
+	struct spend_ledger *spend; /* budget and rate-limit leases (the server's) */
 	atomic_int refs;
 };
 
@@ -92,6 +95,9 @@ struct req {
 	const char *provider, *endpoint;
 	uint64_t prompt_tokens, completion_tokens;
 	int64_t cost_nusd;       /* what the upstream's usage cost, nano-USD */
+	bool usage_seen;         /* the upstream reported usage */
+	bool usage_missing;      /* it did not: charged the reservation (api/govern.c) */
+	struct govern *govern;   /* budget and rate-limit reservations held */
 	bool stream;
 	int attempts;
 	bool upstream_bound;     /* counted in umbra_requests_in_flight */

@@ -13,6 +13,7 @@
  * per-connection timer re-arms itself when it fires early. */
 #include "http/http.h"
 #include "audit/audit.h"
+#include "spend/budget.h"
 #include "spend/usage.h"
 #include "store/store.h"
 #include "routing/router.h"
@@ -119,6 +120,7 @@ static pthread_mutex_t g_rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *g_rt;
 static struct audit_log *g_audit; /* opened at start, kept across reloads */
 static struct usage_acc *g_usage;  /* rollups pending a flush (main thread) */
+static struct spend_ledger *g_spend; /* budget and rate-limit leases */
 static struct worker_priv *g_workers;
 static int g_n_workers;
 
@@ -268,6 +270,7 @@ static struct runtime *runtime_build(struct config *cfg, const struct runtime *p
 	}
 	rt->audit = g_audit;
 	rt->usage = g_usage;
+	rt->spend = g_spend;
 	rt->enroll_ca = enroll_ca_load(cfg);
 	rt->ups = upstream_set_new(cfg, prev ? prev->ups : NULL);
 	return rt;
@@ -1525,6 +1528,7 @@ int http_serve(const struct serve_opts *opts)
 
 	char err[512];
 	g_usage = usage_acc_new();
+	g_spend = spend_ledger_new();
 	if (cfg->audit.enabled) {
 		const struct cfg_audit *a = &cfg->audit;
 		struct audit_opts ao = {
@@ -1644,6 +1648,8 @@ int http_serve(const struct serve_opts *opts)
 	event_free(ev_poll);
 	event_free(ev_usage);
 	main_flush_usage(&ms); /* the workers are done: the last rows */
+	spend_ledger_free(g_spend, ms.usage_store); /* unused leases back to the store */
+	g_spend = NULL;
 	store_close(ms.usage_store);
 	auth_poller_free(ms.poller);
 	if (ms.ev_drain_deadline)

@@ -72,10 +72,11 @@ enum series_kind {
 	SK_ERROR,   /* provider, endpoint, kind */
 	SK_ROUTE,   /* method, route */
 	SK_DETECT,  /* detector */
+	SK_BUDGET,  /* budget key */
 	SK_KINDS,
 };
-static const int kind_nlab[SK_KINDS] = { 3, 2, 3, 2, 1 };
-static const int kind_nval[SK_KINDS] = { RV_COUNT, 1, 1, 1, 1 };
+static const int kind_nlab[SK_KINDS] = { 3, 2, 3, 2, 1, 1 };
+static const int kind_nval[SK_KINDS] = { RV_COUNT, 1, 1, 1, 1, 1 };
 
 struct metrics_series {
 	struct metrics_series *list_next; /* older series; fixed once published */
@@ -298,6 +299,12 @@ void metrics_detector_hits(struct metrics_shard *s, const char *detector, uint64
 {
 	if (s && n)
 		ctr_add(&shard_series(s, SK_DETECT, 0, detector, NULL, NULL)->v[0], n);
+}
+
+void metrics_budget_alert(struct metrics_shard *s, const char *budget)
+{
+	if (s)
+		ctr_add(&shard_series(s, SK_BUDGET, 0, budget, NULL, NULL)->v[0], 1);
 }
 
 void metrics_inflight_add(struct metrics_shard *s, int delta)
@@ -789,7 +796,7 @@ static void render_process(struct out *o)
 int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 {
 	struct out o = { b, 0 };
-	struct recs req = { 0 }, att = { 0 }, err = { 0 }, rte = { 0 }, det = { 0 };
+	struct recs req = { 0 }, att = { 0 }, err = { 0 }, rte = { 0 }, det = { 0 }, bud = { 0 };
 	struct proj p_req = { 3, { 0, 1, 2 }, { "api", "model", "provider" }, true };
 	struct proj p_dur = { 2, { 0, 1 }, { "api", "model" }, false };
 	struct proj p_tok = { 2, { 1, 2 }, { "model", "provider" }, false };
@@ -797,6 +804,7 @@ int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 	struct proj p_err = { 3, { 0, 1, 2 }, { "provider", "endpoint", "kind" }, false };
 	struct proj p_rte = { 2, { 0, 1 }, { "method", "route" }, false };
 	struct proj p_det = { 1, { 0 }, { "detector" }, false };
+	struct proj p_bud = { 1, { 0 }, { "budget" }, false };
 	const char *build_kv[] = { "version", UMBRA_VERSION, NULL };
 
 	/* One snapshot per kind: every family derived from it agrees. */
@@ -805,6 +813,7 @@ int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 	recs_snapshot(&err, SK_ERROR);
 	recs_snapshot(&rte, SK_ROUTE);
 	recs_snapshot(&det, SK_DETECT);
+	recs_snapshot(&bud, SK_BUDGET);
 
 	render_counter(&o, &req, &p_req, "umbra_requests_total",
 		       "Client requests finished, by API, model, provider and HTTP status.",
@@ -823,6 +832,8 @@ int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 		       "Chat requests by routing method and chosen route.", 0);
 	render_counter(&o, &det, &p_det, "umbra_detector_hits_total",
 		       "Distinct detector matches in chat requests (never the text).", 0);
+	render_counter(&o, &bud, &p_bud, "umbra_budget_alerts_total",
+		       "Requests admitted while a budget was past its alert_at fraction.", 0);
 	render_gauge_sum(&o, "umbra_requests_in_flight",
 			 "Client requests being processed.", false);
 	render_gauge_sum(&o, "umbra_connections_open", "Open client connections.",
@@ -838,6 +849,7 @@ int metrics_render(struct buf *b, metrics_extra_cb extra, void *ctx)
 	free(err.r);
 	free(rte.r);
 	free(det.r);
+	free(bud.r);
 	if (!o.err && extra)
 		o.err = extra(b, ctx);
 	return o.err;

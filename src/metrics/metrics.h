@@ -48,6 +48,8 @@ void metrics_upstream_error(struct metrics_shard *s, const char *provider,
 void metrics_route(struct metrics_shard *s, const char *method, const char *route);
 /** n distinct matches of one detector in a request. */
 void metrics_detector_hits(struct metrics_shard *s, const char *detector, uint64_t n);
+/** A request admitted while its budget is past alert_at. */
+void metrics_budget_alert(struct metrics_shard *s, const char *budget);
 /** Requests in flight on this shard (gauge, summed over shards). */
 void metrics_inflight_add(struct metrics_shard *s, int delta);
 /** Open client connections on this shard (gauge, summed over shards). */

@@ -70,6 +70,12 @@ static const char *const sq_migrations[] = {
 	" cost_nusd INTEGER NOT NULL,"
 	" PRIMARY KEY (day, identity, team, model, provider));"
 	"CREATE INDEX usage_team_day ON usage(team, day);",
+	/* 3: quotas (budget and rate-limit leases) per key and window */
+	"CREATE TABLE quotas ("
+	" key TEXT NOT NULL,"
+	" win INTEGER NOT NULL,"
+	" used INTEGER NOT NULL,"
+	" PRIMARY KEY (key, win));",
 };
 #define SQ_SCHEMA_VERSION ((int)UMB_ARRAY_LEN(sq_migrations))
 
@@ -92,6 +98,9 @@ enum sq_stmt_id {
 	SQ_KEY_LIST_ID,
 	SQ_KEY_REVOKE,
 	SQ_USAGE_ADD,
+	SQ_QUOTA_GET,
+	SQ_QUOTA_SET,
+	SQ_QUOTA_PRUNE,
 	SQ_KEY_EXISTS,
 	SQ_TOK_PRUNE,
 	SQ_TOK_INSERT,
@@ -133,6 +142,10 @@ static const char *const sq_sql[SQ_NSTMT] = {
 	[SQ_KEY_REVOKE] = "UPDATE keys SET revoked_at = ?2"
 			  " WHERE id = ?1 AND revoked_at = 0",
 	[SQ_KEY_EXISTS] = "SELECT 1 FROM keys WHERE id = ?1",
+	[SQ_QUOTA_GET] = "SELECT used FROM quotas WHERE key = ?1 AND win = ?2",
+	[SQ_QUOTA_SET] = "INSERT INTO quotas (key, win, used) VALUES (?1, ?2, ?3)"
+			 " ON CONFLICT (key, win) DO UPDATE SET used = excluded.used",
+	[SQ_QUOTA_PRUNE] = "DELETE FROM quotas WHERE key = ?1 AND win < ?2",
 	[SQ_USAGE_ADD] = "INSERT INTO usage (day, identity, team, model, provider, requests,"
 			 " prompt_tokens, completion_tokens, cost_nusd)"
 			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
@@ -771,6 +784,82 @@ static int sq_usage_add(struct store *st, const struct store_usage *rows, size_t
 	return rc;
 }
 
+/* ---- quotas ---- */
+
+static int sq__quota_read(struct store *st, const char *key, int64_t window, int64_t *used)
+{
+	sqlite3_stmt *q = sq__stmt(st, SQ_QUOTA_GET);
+	if (!q)
+		return UMB_ERR;
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, window);
+	int step = sqlite3_step(q);
+	*used = step == SQLITE_ROW ? sqlite3_column_int64(q, 0) : 0;
+	sqlite3_reset(q);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? UMB_OK : sq__fail(st, "quota read");
+}
+
+static int sq__quota_write(struct store *st, const char *key, int64_t window, int64_t used)
+{
+	sqlite3_stmt *q = sq__stmt(st, SQ_QUOTA_SET);
+	if (!q)
+		return UMB_ERR;
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, window);
+	sqlite3_bind_int64(q, 3, used);
+	return sq__exec_stmt(st, q, "quota write");
+}
+
+/* Read, decide and write under BEGIN IMMEDIATE: atomic across processes.
+ * Older windows of the key are dropped on the way (periods that ended). */
+static int sq_quota_take(struct store *st, const char *key, int64_t window, int64_t cap,
+			 int64_t want, int64_t *granted, int64_t *used)
+{
+	int64_t u;
+	int rc = sq__begin(st);
+	if (rc != UMB_OK)
+		return rc;
+	sqlite3_stmt *q = sq__stmt(st, SQ_QUOTA_PRUNE);
+	if (!q) {
+		rc = UMB_ERR;
+		goto out;
+	}
+	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, window);
+	if ((rc = sq__exec_stmt(st, q, "quota prune")) || (rc = sq__quota_read(st, key, window, &u)))
+		goto out;
+	int64_t g = u >= cap ? 0 : UMB_MIN(want, cap - u);
+	if (g > 0 && (rc = sq__quota_write(st, key, window, u + g)))
+		goto out;
+	if ((rc = sq__commit(st)))
+		goto out;
+	*granted = g;
+	*used = u + g;
+out:
+	if (rc != UMB_OK)
+		sq__rollback(st);
+	return rc;
+}
+
+static int sq_quota_give(struct store *st, const char *key, int64_t window, int64_t amount)
+{
+	int64_t u;
+	int rc = sq__begin(st);
+	if (rc != UMB_OK)
+		return rc;
+	if (!(rc = sq__quota_read(st, key, window, &u)) &&
+	    !(rc = sq__quota_write(st, key, window, u > amount ? u - amount : 0)))
+		rc = sq__commit(st);
+	if (rc != UMB_OK)
+		sq__rollback(st);
+	return rc;
+}
+
+static int sq_quota_get(struct store *st, const char *key, int64_t window, int64_t *used)
+{
+	return sq__quota_read(st, key, window, used);
+}
+
 /* The grouped column for each STORE_BY_*; the SQL is built from these
  * fixed names only, the filters are bound. */
 static const char *const sq_usage_col[] = { "model", "day", "identity", "team" };
@@ -837,4 +926,7 @@ const struct store_ops store_sqlite_ops = {
 	.revision = sq_revision,
 	.usage_add = sq_usage_add,
 	.usage_query = sq_usage_query,
+	.quota_take = sq_quota_take,
+	.quota_give = sq_quota_give,
+	.quota_get = sq_quota_get,
 };

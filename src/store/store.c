@@ -295,3 +295,22 @@ int store_usage_query(struct store *st, const struct store_usage_query *q,
 {
 	return st->ops->usage_query(st, q, cb, ctx);
 }
+
+int store_quota_take(struct store *st, const char *key, int64_t window, int64_t cap,
+		     int64_t want, int64_t *granted, int64_t *used)
+{
+	*granted = 0;
+	if (want < 0 || cap < 0)
+		return store__bad(st, "quota amount", key);
+	return st->ops->quota_take(st, key, window, cap, want, granted, used);
+}
+
+int store_quota_give(struct store *st, const char *key, int64_t window, int64_t amount)
+{
+	return amount > 0 ? st->ops->quota_give(st, key, window, amount) : UMB_OK;
+}
+
+int store_quota_get(struct store *st, const char *key, int64_t window, int64_t *used)
+{
+	return st->ops->quota_get(st, key, window, used);
+}

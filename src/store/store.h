@@ -156,6 +156,19 @@ int store_usage_add(struct store *st, const struct store_usage *rows, size_t n);
 int store_usage_query(struct store *st, const struct store_usage_query *q,
 		      store_usage_cb cb, void *ctx);
 
+/** Quotas shared by every gateway on the store: a counter per (key,
+ * window) that may not pass a cap. Budgets (nano-USD per period) and rate
+ * limits (requests or tokens per minute) take from it in chunks (leases),
+ * so the store is asked once per chunk, not once per request.
+ * Take up to `want` (never past cap): *granted is what was taken (0 when
+ * the cap is reached), *used the counter after it. */
+int store_quota_take(struct store *st, const char *key, int64_t window, int64_t cap,
+		     int64_t want, int64_t *granted, int64_t *used);
+/** Give back what was taken and not used (the counter never goes below 0). */
+int store_quota_give(struct store *st, const char *key, int64_t window, int64_t amount);
+/** The counter's value (0 when there is no row). */
+int store_quota_get(struct store *st, const char *key, int64_t window, int64_t *used);
+
 /** "client" | "connector" | "gateway" | "admin" → kind; UMB_ERR if unknown. */
 int store_kind_parse(const char *s, enum store_kind *out);
 /** The kind's name. */
@@ -191,6 +204,10 @@ struct store_ops {
 	int (*usage_add)(struct store *st, const struct store_usage *rows, size_t n);
 	int (*usage_query)(struct store *st, const struct store_usage_query *q,
 			   store_usage_cb cb, void *ctx);
+	int (*quota_take)(struct store *st, const char *key, int64_t window, int64_t cap,
+			  int64_t want, int64_t *granted, int64_t *used);
+	int (*quota_give)(struct store *st, const char *key, int64_t window, int64_t amount);
+	int (*quota_get)(struct store *st, const char *key, int64_t window, int64_t *used);
 };
 
 /** A handle: the backend's table, its private state and the last error. */

@@ -168,6 +168,7 @@ static void fwd_note_served(struct fwd *f)
 		? arena_strdup_str(r->arena, f->call.requested_model) : f->model->name;
 	r->provider = f->pool->prov->name;
 	r->endpoint = fwd_ep(f)->name;
+	r->usage_seen = f->usage.seen;
 	if (f->usage.seen) {
 		r->prompt_tokens = f->usage.prompt_tokens;
 		r->completion_tokens = f->usage.completion_tokens;

@@ -360,7 +360,7 @@ static void test_unknown_keys(void **state)
 static void test_unimplemented(void **state)
 {
 	UMB_UNUSED(state);
-	const char *sections[] = { "crypto", "airgapped", "budgets" };
+	const char *sections[] = { "crypto", "airgapped" };
 	for (size_t i = 0; i < UMB_ARRAY_LEN(sections); i++) {
 		char y[512], want[128];
 		snprintf(y, sizeof(y), "%s: x\n" PROV MOD, sections[i]);
@@ -838,9 +838,28 @@ static void test_team_errors(void **state)
 	expect_err(PROV MOD "teams:\n  - { name: a }\n  - { name: b }\n  - { name: a, models: [m] }\n",
 		   "t.yaml:11: teams[2]: duplicate team name \"a\" (first at line 9), expected unique names");
 	expect_err(PROV MOD "teams:\n  - name: a\n    budget: { usd_per_month: 100 }\n",
-		   "t.yaml:10: teams[0].budget is not implemented in this build yet");
+		   "t.yaml:10: teams[0].budget: unknown key \"usd_per_month\", expected one of usd, period, alert_at");
 	expect_err(PROV MOD "teams:\n  - name: a\n    rate_limit: 10\n",
-		   "t.yaml:10: teams[0].rate_limit is not implemented in this build yet");
+		   "t.yaml:10: teams[0].rate_limit: expected a mapping (key: value ...), got a scalar");
+	expect_err(PROV MOD "teams:\n  - name: a\n    rate_limit: {}\n",
+		   "t.yaml:10: teams[0].rate_limit: rate_limit needs rpm or tpm (or both)");
+	expect_err(PROV MOD "teams:\n  - name: a\n    budget: { period: monthly }\n",
+		   "t.yaml:10: teams[0].budget: missing required key \"usd\" (the cap in USD per period)");
+	{
+		struct config *c = must_load(PROV MOD "budgets: { default_max_tokens: 100 }\n"
+					     "teams:\n  - { name: a, budget: { usd: 5, period: weekly },"
+					     " rate_limit: { rpm: 60 } }\n"
+					     "identities:\n  - { name: u, team: a, budget: { usd: 1.5 } }\n");
+		assert_int_equal(c->default_max_tokens, 100);
+		assert_true(c->teams[0].budget.set && c->teams[0].budget.usd == 5);
+		assert_int_equal(c->teams[0].budget.period, PERIOD_WEEKLY);
+		assert_true(c->teams[0].rate_limit.set && c->teams[0].rate_limit.rpm == 60);
+		assert_int_equal(c->teams[0].rate_limit.tpm, 0);
+		assert_true(c->identities[0].budget.set && c->identities[0].budget.period == PERIOD_MONTHLY);
+		assert_true(c->identities[0].budget.alert_at > 0.79 && c->identities[0].budget.alert_at < 0.81);
+		assert_false(c->identities[0].rate_limit.set);
+		config_free(c);
+	}
 	expect_err(PROV MOD "teams:\n  - name: a\n    model: [m]\n",
 		   "t.yaml:10: teams[0]: unknown key \"model\" (did you mean \"models\"?)");
 	expect_err(PROV MOD "teams: { name: a }\n",
@@ -1553,7 +1572,8 @@ static void test_docs_cover_keys(void **state)
 		{ &heuristics_section, false }, { &semantic_section, false },
 		{ &classifier_section, false }, { &sensitive_section, false },
 		{ &detector_section, false }, { &route_section, false },
-		{ &audit_section, false },
+		{ &audit_section, false }, { &budget_section, false },
+		{ &rate_limit_section, false }, { &budgets_section, false },
 		{ &connector_section, true }, { &conn_identity_section, true },
 		{ &conn_service_section, true }, { &conn_log_section, true },
 	};

@@ -208,6 +208,8 @@ static const char expected_small[] =
 	"# TYPE umbra_route_decisions_total counter\n"
 	"# HELP umbra_detector_hits_total Distinct detector matches in chat requests (never the text).\n"
 	"# TYPE umbra_detector_hits_total counter\n"
+	"# HELP umbra_budget_alerts_total Requests admitted while a budget was past its alert_at fraction.\n"
+	"# TYPE umbra_budget_alerts_total counter\n"
 	"# HELP umbra_requests_in_flight Client requests being processed.\n"
 	"# TYPE umbra_requests_in_flight gauge\n"
 	"umbra_requests_in_flight 1\n"

@@ -10,6 +10,7 @@
 #   make bench-auth the cost of authentication (bench/auth.sh)
 #   make bench-tunnel what the dark-service tunnel adds (bench/tunnel.sh)
 #   make bench-routing what routing costs (bench/routing.sh)
+#   make bench-govern budgets + rate limits + audit on vs off (bench/govern.sh)
 #   make eval       detector and routing quality on ../shared/data (docs/routing.md)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
@@ -41,7 +42,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel bench-routing eval clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel bench-routing bench-govern eval clean
 all: $(BUILD)/umbra
 
 deps:
@@ -121,6 +122,7 @@ bench: deps all
 	@$(MAKE) --no-print-directory bench-auth
 	@$(MAKE) --no-print-directory bench-tunnel
 	@$(MAKE) --no-print-directory bench-routing
+	@$(MAKE) --no-print-directory bench-govern
 
 # the cost of authentication: keys / mTLS vs none, TLS handshakes (bench/README.md)
 $(BUILD)/bench/authbench: bench/authbench.c
@@ -138,6 +140,10 @@ bench-tunnel: deps all $(BUILD)/bench/authbench
 # explicit end to end (bench/README.md)
 bench-routing: deps all $(BUILD)/bench/authbench
 	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/routing.sh
+
+# what budgets, rate limits and the audit log cost: on vs off, c=64 and c=1
+bench-govern: deps all $(BUILD)/bench/authbench
+	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/govern.sh
 
 # quality on the labelled data (docs/routing.md): the sensitivity detectors,
 # and routing accuracy for heuristics, the builtin embedder and the cascade

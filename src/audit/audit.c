@@ -187,8 +187,18 @@ struct audit_log {
 	EVP_MD_CTX *md_ctx;
 	const EVP_MD *md;
 	struct buf scratch;    /* checkpoint/recovery lines, under mu */
+	struct buf pend;       /* complete request lines not yet written */
+	uint64_t pend_ns;      /* when the oldest of them was appended */
 	struct audit_stats st;
 };
+
+/* Request lines are written in batches: when AUDIT_PEND_MAX bytes wait, or
+ * AUDIT_FLUSH_MS after the first one (the background thread), and always
+ * before a checkpoint, a rotation or close; with fsync: always, at once.
+ * One write(2) per batch instead of per request keeps the log off the
+ * request path's critical section. A batch is only ever complete lines. */
+#define AUDIT_PEND_MAX (32 * 1024)
+#define AUDIT_FLUSH_MS 5
 
 /* Format the "{type,seq,ts" prefix of the next line into out. */
 static size_t line_prefix(struct audit_log *l, const char *type, char *out, size_t cap)
@@ -206,21 +216,16 @@ static size_t line_prefix(struct audit_log *l, const char *type, char *out, size
  * prev, hash it, add the hash and write it with one write(2). Under mu.
  * On failure the file is cut back to l->size and the state is unchanged.
  * The buffer must have SFX_LEN + 2 bytes of reserved room. */
-static int log__commit(struct audit_log *l, struct buf *b, size_t start)
+/* Write the pending lines. A failed write is cut back to the last whole
+ * batch and the lines stay pending for the next try. Under mu. */
+static int log__flush(struct audit_log *l)
 {
-	char h[HEXLEN + 1];
-
+	if (!l->pend.n)
+		return UMB_OK;
 	if (l->fd < 0)
 		return UMB_ERR;
-	if (buf_append_lit(b, SFX_PREV) || buf_append(b, l->prev, HEXLEN) ||
-	    buf_append_lit(b, "\"") ||
-	    sha256_hex(l->md_ctx, l->md, b->p + start, b->n - start, h) ||
-	    buf_append_lit(b, SFX_HASH) || buf_append(b, h, HEXLEN) ||
-	    buf_append_lit(b, SFX_END "\n"))
-		return UMB_ERR;
-
-	const char *p = b->p + start;
-	size_t n = b->n - start, done = 0;
+	const char *p = l->pend.p;
+	size_t n = l->pend.n, done = 0;
 	while (done < n) {
 		ssize_t w = write(l->fd, p + done, n - done);
 		if (w < 0 && errno == EINTR)
@@ -241,15 +246,44 @@ static int log__commit(struct audit_log *l, struct buf *b, size_t start)
 	}
 	l->write_failed = false;
 	l->size += n;
-	l->seq++;
-	memcpy(l->prev, h, HEXLEN + 1);
+	buf_reset(&l->pend);
 	l->dirty = true;
-	l->st.lines++;
-	l->st.bytes += n;
-	l->st.seq = l->seq;
 	if (l->o.fsync == AUDIT_FSYNC_ALWAYS && fdatasync(l->fd) == 0) {
 		l->dirty = false;
 		l->st.syncs++;
+	}
+	return UMB_OK;
+}
+
+/* Close the line in b (from start) with prev and hash, and add it to the
+ * chain; request lines wait in pend, others are written at once. */
+static int log__commit(struct audit_log *l, struct buf *b, size_t start, bool batch)
+{
+	char h[HEXLEN + 1];
+
+	if (l->fd < 0)
+		return UMB_ERR;
+	if (buf_append_lit(b, SFX_PREV) || buf_append(b, l->prev, HEXLEN) ||
+	    buf_append_lit(b, "\"") ||
+	    sha256_hex(l->md_ctx, l->md, b->p + start, b->n - start, h) ||
+	    buf_append_lit(b, SFX_HASH) || buf_append(b, h, HEXLEN) ||
+	    buf_append_lit(b, SFX_END "\n"))
+		return UMB_ERR;
+	size_t n = b->n - start;
+	bool first = l->pend.n == 0;
+	if (buf_append(&l->pend, b->p + start, n))
+		return UMB_ERR;
+	l->seq++;
+	memcpy(l->prev, h, HEXLEN + 1);
+	l->st.lines++;
+	l->st.bytes += n;
+	l->st.seq = l->seq;
+	if (!batch || l->o.fsync == AUDIT_FSYNC_ALWAYS || l->pend.n >= AUDIT_PEND_MAX ||
+	    !l->bg_running)
+		return log__flush(l);
+	if (first) {
+		l->pend_ns = clock_mono_ns();
+		pthread_cond_signal(&l->cond); /* the background thread flushes it */
 	}
 	return UMB_OK;
 }
@@ -286,7 +320,7 @@ static int log__checkpoint(struct audit_log *l)
 			       l->key_b64, sig64))
 			return UMB_ERR;
 	}
-	if (buf_reserve(b, SFX_LEN + 2) == 0 && log__commit(l, b, 0) == 0) {
+	if (buf_reserve(b, SFX_LEN + 2) == 0 && log__commit(l, b, 0, false) == 0) {
 		l->last_cp = l->seq;
 		l->last_cp_ns = clock_mono_ns();
 		l->st.checkpoints++;
@@ -305,7 +339,7 @@ static int log__recovery_line(struct audit_log *l, uint64_t cut)
 	if (buf_append(b, pre, pn) || buf_printf(b, ",\"cut_bytes\":%" PRIu64, cut) ||
 	    buf_reserve(b, SFX_LEN + 2))
 		return UMB_ERR;
-	return log__commit(l, b, 0);
+	return log__commit(l, b, 0, false);
 }
 
 static int open_live(const char *path, char *err, size_t errlen)
@@ -343,7 +377,7 @@ static int log__rotate(struct audit_log *l)
 	char err[256];
 
 	/* A file ends with a checkpoint (one may have just been written). */
-	if (l->seq > l->last_cp && log__checkpoint(l))
+	if ((l->seq > l->last_cp && log__checkpoint(l)) || log__flush(l))
 		return UMB_ERR;
 	if (fdatasync(l->fd) == 0)
 		l->st.syncs++;
@@ -628,6 +662,8 @@ static void *bg_main(void *arg)
 			wake = next_fs;
 		if (cp_ns)
 			wake = UMB_MIN(wake, l->seq > l->last_cp ? l->last_cp_ns + cp_ns : now + cp_ns);
+		if (l->pend.n)
+			wake = UMB_MIN(wake, l->pend_ns + AUDIT_FLUSH_MS * 1000000ull);
 		if (wake > now) {
 			/* cond uses CLOCK_MONOTONIC, the same clock as clock_mono_ns */
 			struct timespec ts = { (time_t)(wake / 1000000000u),
@@ -635,6 +671,9 @@ static void *bg_main(void *arg)
 			pthread_cond_timedwait(&l->cond, &l->mu, &ts);
 			continue;
 		}
+		if (l->pend.n && now >= l->pend_ns + AUDIT_FLUSH_MS * 1000000ull &&
+		    log__flush(l) != UMB_OK)
+			l->pend_ns = now; /* the write failed: try again in a while */
 		if (l->o.fsync == AUDIT_FSYNC_INTERVAL && now >= next_fs) {
 			next_fs = now + fs_ns;
 			if (l->dirty && l->fd >= 0) {
@@ -704,6 +743,7 @@ struct audit_log *audit_open(const struct audit_opts *o, char *err, size_t errle
 		l->o.fsync_interval_ms = 1000;
 	l->fd = -1;
 	buf_init(&l->scratch, AUDIT_LINE_MAX);
+	buf_init(&l->pend, 0);
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -728,7 +768,7 @@ struct audit_log *audit_open(const struct audit_opts *o, char *err, size_t errle
 	if (log__recover(l, err, errlen))
 		goto fail;
 	l->last_cp_ns = clock_mono_ns();
-	if (l->o.fsync == AUDIT_FSYNC_INTERVAL || l->o.checkpoint_interval_ms > 0) {
+	{ /* always: it also writes the pending lines (AUDIT_FLUSH_MS) */
 		if (pthread_create(&l->bg, NULL, bg_main, l) != 0) {
 			set_err(err, errlen, "audit: cannot start the background thread");
 			goto fail;
@@ -743,6 +783,7 @@ fail:
 	EVP_PKEY_free(l->key);
 	EVP_MD_CTX_free(l->md_ctx);
 	buf_clear(&l->scratch);
+	buf_clear(&l->pend);
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->mu);
 	free(l->path);
@@ -839,12 +880,13 @@ int audit_append(struct audit_log *l, const struct audit_record *r)
 		l->size = fstat(l->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
 	}
 	/* Room for this line and the checkpoint that closes the file. */
-	if (l->o.max_bytes && l->size > 0 &&
-	    l->size + (b.n - PREFIX_ROOM) + PREFIX_ROOM + SFX_LEN + 1 + CP_ROOM > l->o.max_bytes)
+	if (l->o.max_bytes && l->size + l->pend.n > 0 &&
+	    l->size + l->pend.n + (b.n - PREFIX_ROOM) + PREFIX_ROOM + SFX_LEN + 1 + CP_ROOM >
+		    l->o.max_bytes)
 		log__rotate(l);
 	size_t pn = line_prefix(l, "request", pre, sizeof(pre));
 	memcpy(b.p + PREFIX_ROOM - pn, pre, pn);
-	rc = log__commit(l, &b, PREFIX_ROOM - pn);
+	rc = log__commit(l, &b, PREFIX_ROOM - pn, true);
 	if (rc == 0) {
 		l->st.requests++;
 		if (l->o.checkpoint_every > 0 &&
@@ -888,6 +930,7 @@ void audit_close(struct audit_log *l)
 	if (l->fd >= 0) {
 		if (l->seq > l->last_cp)
 			log__checkpoint(l);
+		log__flush(l);
 		if (fdatasync(l->fd) != 0)
 			log_error("audit: %s: fdatasync: %s", l->path, strerror(errno));
 		close(l->fd);

@@ -42,7 +42,8 @@ int64_t budget_window_end(enum budget_period p, int64_t now)
 struct lease {
 	char key[160];
 	int64_t window;
-	int64_t left; /* taken from the store, not reserved */
+	int64_t left;   /* taken from the store, not reserved */
+	int64_t stored; /* the store's counter at our last take */
 	struct lease *next;
 };
 
@@ -81,7 +82,7 @@ static struct lease *lease_get(struct spend_ledger *l, const char *key, int64_t 
 			continue;
 		if (e->window != window) {
 			e->window = window;
-			e->left = 0;
+			e->left = e->stored = 0;
 		}
 		return e;
 	}
@@ -104,7 +105,7 @@ int spend_reserve(struct spend_ledger *l, struct store *st, const char *key, int
 		int64_t granted = 0;
 		if (!st) {
 			rc = UMB_ERR;
-		} else if ((rc = store_quota_take(st, key, window, cap, want, &granted, used)) == UMB_OK) {
+		} else if ((rc = store_quota_take(st, key, window, cap, want, &granted, &e->stored)) == UMB_OK) {
 			e->left += granted;
 			if (e->left < amount) {
 				/* the cap is reached: let the others use what is left */
@@ -113,11 +114,12 @@ int spend_reserve(struct spend_ledger *l, struct store *st, const char *key, int
 				rc = 1;
 			}
 		}
-	} else if (st) {
-		store_quota_get(st, key, window, used);
 	}
 	if (rc == 0)
 		e->left -= amount;
+	/* spent or reserved, as far as this gateway knows: no store read on
+	 * the hot path (the counter is re-read at the next lease) */
+	*used = e->stored - e->left;
 	pthread_mutex_unlock(&l->mu);
 	return rc;
 }

@@ -29,7 +29,9 @@ void spend_ledger_free(struct spend_ledger *l, struct store *st);
 
 /** Reserve amount on (key, window) under cap. 0: reserved; 1: the cap is
  * reached (nothing reserved, the local lease given back); <0: the store
- * failed. *used: the store's counter as last seen (for messages/alerts). */
+ * failed. *used: spent or reserved as this gateway knows it (the store's
+ * counter at its last lease minus its unused lease), for alerts and
+ * messages. */
 int spend_reserve(struct spend_ledger *l, struct store *st, const char *key, int64_t window,
 		  int64_t cap, int64_t amount, int64_t *used);
 

@@ -136,8 +136,10 @@ def test_kill9_under_load_then_verify_and_reopen(make_gateway, fake, tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     ids = {r["id"] for r in records_tolerant(adir / "audit.jsonl") if r.get("type") == "request"}
     missing = [d for d in done if d not in ids]
-    # a response can leave before its record is written: at most the requests in flight
-    assert len(missing) <= 8, (len(missing), len(done))
+    # a response can leave before its record is written (at most the requests
+    # in flight), and records wait up to 5 ms to be written in a batch
+    rate = len(done) / 1.5
+    assert len(missing) <= 8 + int(rate * 0.005) + 1, (len(missing), len(done))
     # the restarted gateway recovers the tail and continues the chain
     gw2 = make_gateway(cfg, name="again")
     assert gw2.post("/v1/chat/completions",

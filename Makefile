@@ -31,7 +31,7 @@ ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
 endif
-LIBS     := -levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml -lsqlite3 -lpcre2-8 -lm
+LIBS     := -levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml -lsqlite3 -lpq -lpcre2-8 -lm
 
 SRCS     := $(shell find src -name '*.c' ! -name main.c | sort)
 OBJS     := $(SRCS:%.c=$(BUILD)/obj/%.o)

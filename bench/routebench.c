@@ -7,7 +7,7 @@
  *
  * build: make && cc -O2 -std=c11 -D_GNU_SOURCE -Isrc bench/routebench.c \
  *          build/libumbra.a -levent_core -levent_pthreads -lcurl -lnghttp2 \
- *          -lssl -lcrypto -lyaml -lsqlite3 -lpcre2-8 -lcjson -lm -pthread \
+ *          -lssl -lcrypto -lyaml -lsqlite3 -lpq -lpcre2-8 -lcjson -lm -pthread \
  *          -o build/routebench
  * usage: build/routebench [routing-dev.jsonl]   (default ../shared/data/)
  *

@@ -49,7 +49,7 @@ cd "$WORK"
 cc -O2 -o fakeup "$BENCH/fakeup.c"
 make -s -C "$ROOT" build/libumbra.a > /dev/null
 cc -O2 -std=c11 -D_GNU_SOURCE -I"$ROOT/src" "$BENCH/routebench.c" "$ROOT/build/libumbra.a" \
-    -levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml -lsqlite3 -lpcre2-8 \
+    -levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml -lsqlite3 -lpq -lpcre2-8 \
     -lcjson -lm -pthread -o routebench
 
 log "micro: detectors + rules, builtin embedder"

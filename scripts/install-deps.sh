@@ -11,6 +11,8 @@ pkgs=(
 	# build
 	gcc make pkg-config
 	libevent-dev libcurl4-openssl-dev libnghttp2-dev libssl-dev libyaml-dev libsqlite3-dev libpcre2-dev
+	# PostgreSQL store: libpq to build, a server for its tests
+	postgresql libpq-dev
 	# tests: unit framework, fuzzing (clang's libFuzzer), sanitizer runtime,
 	# integration (pytest, openssl CLI for test certificates, curl CLI)
 	libcmocka-dev libcjson-dev clang libclang-rt-14-dev valgrind

@@ -938,6 +938,7 @@ void audit_close(struct audit_log *l)
 	EVP_PKEY_free(l->key);
 	EVP_MD_CTX_free(l->md_ctx);
 	buf_clear(&l->scratch);
+	buf_clear(&l->pend);
 	pthread_cond_destroy(&l->cond);
 	pthread_mutex_destroy(&l->mu);
 	free(l->path);

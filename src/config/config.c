@@ -2722,7 +2722,7 @@ static const struct cfg_key config_keys[] = {
 	KEY("tunnel", CK_SECTION, struct config, tunnel, .sub = &tunnel_section,
 	    .doc = "where connectors dial in; present: the tunnel is on"),
 	KEY("store", CK_STR, struct config, store_url, .def = "sqlite://umbra.db",
-	    .doc = "identity store: sqlite://PATH (relative to the config file) or sqlite:///ABS"),
+	    .doc = "the store (identities, keys, usage, quotas): sqlite://PATH (relative to the config file), sqlite:///ABS or postgres://USER@HOST[:PORT]/DB"),
 	KEY("audit", CK_SECTION, struct config, audit, .sub = &audit_section,
 	    .doc = "the tamper-evident request log; present: on"),
 	UNIMPL("crypto", "crypto mode"),

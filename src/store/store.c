@@ -11,6 +11,7 @@
 
 static const struct store_ops *const store_backends[] = {
 	&store_sqlite_ops,
+	&store_postgres_ops,
 };
 
 static const char *const store_kind_names[] = {
@@ -164,10 +165,13 @@ int store_open(const char *url, const char *base_dir, struct store **out,
 	if (store_url_parse(url, base_dir, scheme, sizeof(scheme), target,
 			    sizeof(target)) != UMB_OK) {
 		snprintf(err->msg, sizeof(err->msg),
-			 "store: bad URL \"%.200s\" (expected sqlite://PATH)",
+			 "store: bad URL \"%.200s\" (expected sqlite://PATH or postgres://USER@HOST/DB)",
 			 url ? url : "");
 		goto out;
 	}
+	/* libpq's two spellings name one backend */
+	if (strcmp(scheme, "postgresql") == 0)
+		snprintf(scheme, sizeof(scheme), "postgres");
 	for (size_t i = 0; i < UMB_ARRAY_LEN(store_backends); i++)
 		if (strcmp(scheme, store_backends[i]->scheme) == 0)
 			ops = store_backends[i];

@@ -222,5 +222,6 @@ void store__set_err(struct store *st, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_postgres_ops;
 
 #endif

@@ -16,5 +16,5 @@ mkdir -p "$BUILD/eval"
 ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Isrc \
 	tests/eval/pii_eval.c "$BUILD/libumbra.a" \
 	-levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml \
-	-lsqlite3 -lpcre2-8 -lcjson -lm -pthread -o "$BUILD/eval/pii_eval"
+	-lsqlite3 -lpq -lpcre2-8 -lcjson -lm -pthread -o "$BUILD/eval/pii_eval"
 exec "$BUILD/eval/pii_eval" "$FILE" "$@"

@@ -14,5 +14,5 @@ mkdir -p "$BUILD/eval"
 ${CC:-cc} -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Isrc \
 	tests/eval/semantic_eval.c "$BUILD/libumbra.a" \
 	-levent_core -levent_pthreads -lcurl -lnghttp2 -lssl -lcrypto -lyaml \
-	-lsqlite3 -lpcre2-8 -lcjson -lm -pthread -o "$BUILD/eval/semantic_eval"
+	-lsqlite3 -lpq -lpcre2-8 -lcjson -lm -pthread -o "$BUILD/eval/semantic_eval"
 exec "$BUILD/eval/semantic_eval" "$@"

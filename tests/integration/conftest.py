@@ -398,3 +398,26 @@ def assert_openai_error(r, status, etype, code=None):
     if code is not None:
         assert err["code"] == code, err
     return err
+
+
+@pytest.fixture(scope="module")
+def pg():
+    """A real PostgreSQL server (Debian's postgresql, started by pg_util) for
+    the module's tests; each test makes its own database (pg_database)."""
+    import pg_util
+    try:
+        pg_util.check_available()
+    except pg_util.PgUnavailable as e:  # install-deps.sh installs it: a real failure
+        pytest.fail("cannot start PostgreSQL: %s" % e)
+    server = pg_util.PgServer().start()
+    print("PostgreSQL started in %.2f s at %s" % (server.start_seconds, server.url))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def pg_database(pg, name):
+    """A fresh database on pg owned by its user; returns its store URL."""
+    pg.psql('CREATE DATABASE "%s" OWNER "%s"' % (name, pg.user))
+    return "postgres://%s@127.0.0.1:%d/%s" % (pg.user, pg.port, name)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 import httpc
-from conftest import UMBRA_BIN, Behavior, assert_openai_error, base_config, free_port, provider
+from conftest import UMBRA_BIN, Behavior, assert_openai_error, base_config, free_port, pg_database, provider
 
 # $0.001 per token both ways: a request of 10 + 90 tokens costs $0.10
 PRICE = {"input_per_mtok": 1000, "output_per_mtok": 1000}
@@ -77,8 +77,17 @@ def test_budget_holds_under_100_concurrent_requests(make_gateway, fake, tmp_path
     gw.stop()
 
 
-def test_two_gateways_share_one_budget(make_gateway, fake, tmp_path):
-    cfg = gov_cfg(fake, "sqlite://" + str(tmp_path / "shared.db"), budget={"usd": 1.0, "period": "daily"})
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_store(request, tmp_path):
+    """One store two gateways share: an SQLite file, or a PostgreSQL database."""
+    if request.param == "sqlite":
+        return "sqlite://" + str(tmp_path / "shared.db")
+    pg = request.getfixturevalue("pg")
+    return pg_database(pg, "budget_%d" % free_port())
+
+
+def test_two_gateways_share_one_budget(make_gateway, fake, tmp_path, shared_store):
+    cfg = gov_cfg(fake, shared_store, budget={"usd": 1.0, "period": "daily"})
     a = make_gateway(cfg, name="a")
     cfg2 = dict(cfg, listen="127.0.0.1:%d" % free_port())
     b = make_gateway(cfg2, name="b")
@@ -135,3 +144,28 @@ def test_missing_usage_is_charged_the_reservation(make_gateway, fake, tmp_path):
     recs = [json.loads(l) for l in open(adir / "audit.jsonl")]
     req = [x for x in recs if x["type"] == "request"][0]
     assert req["reason"] == "usage_missing" and abs(req["cost_usd"] - worst_case(body)) < 1e-6
+
+
+def test_rate_limit_across_two_gateways_on_postgres(make_gateway, fake, tmp_path, pg):
+    while time.gmtime().tm_sec > 45:
+        time.sleep(1)
+    cfg = gov_cfg(fake, pg_database(pg, "rate_%d" % free_port()), rate_limit={"rpm": 6})
+    a = make_gateway(cfg, name="a")
+    b = make_gateway(dict(cfg, listen="127.0.0.1:%d" % free_port()), name="b")
+    key = make_key(a, tmp_path)
+    codes = [post((a if i % 2 else b).port, key).status for i in range(10)]
+    # the limit is the limit, not the limit times the replicas
+    assert codes.count(200) == 6 and codes.count(429) == 4, codes
+
+
+def test_revocation_reaches_a_replica_on_postgres_within_a_second(make_gateway, fake, tmp_path, pg):
+    cfg = gov_cfg(fake, pg_database(pg, "revoke_%d" % free_port()))
+    a = make_gateway(cfg, name="a")
+    b = make_gateway(dict(cfg, listen="127.0.0.1:%d" % free_port()), name="b")
+    key = make_key(a, tmp_path)
+    assert post(b.port, key).status == 200
+    umbra("pki", "revoke", "alice", "-c", a.cfg_path)
+    t0 = time.monotonic()
+    while post(b.port, key).status != 401:
+        assert time.monotonic() - t0 < 1.0, "replica b still serves a revoked identity"
+        time.sleep(0.02)

@@ -810,6 +810,35 @@ static double finite_or_zero(double d)
 }
 
 /* Everything of a request line after its prefix, into b (outside mu). */
+/* v (>= 0, else 0) with at most `decimals` decimals, trailing zeros
+ * dropped: "0.000178", "412.337", "0". Values past 2^63 / 10^decimals
+ * are written whole. */
+static int put_fixed(struct buf *b, double v, int decimals)
+{
+	char num[32];
+	uint64_t scale = 1;
+	for (int i = 0; i < decimals; i++)
+		scale *= 10;
+	if (!(v > 0))
+		return buf_append_lit(b, "0");
+	if (v >= (double)(UINT64_MAX / scale))
+		return buf_printf(b, "%.0f", v);
+	uint64_t x = (uint64_t)(v * (double)scale + 0.5);
+	int rc = buf_append(b, num, fmt_u64(num, x / scale));
+	uint64_t frac = x % scale;
+	if (frac) {
+		char d[24];
+		int n = decimals;
+		for (int i = decimals - 1; i >= 0; i--, frac /= 10)
+			d[i] = (char)('0' + frac % 10);
+		while (n > 0 && d[n - 1] == '0')
+			n--;
+		rc |= buf_append_lit(b, ".");
+		rc |= buf_append(b, d, (size_t)n);
+	}
+	return rc;
+}
+
 static int format_request(struct buf *b, const struct audit_record *r)
 {
 	int rc = 0;
@@ -843,11 +872,19 @@ static int format_request(struct buf *b, const struct audit_record *r)
 	} else {
 		rc |= buf_append_lit(b, "{}");
 	}
-	rc |= buf_printf(b,
-			 ",\"prompt_tokens\":%" PRIu64 ",\"completion_tokens\":%" PRIu64
-			 ",\"cost_usd\":%.9g,\"status\":%d,\"latency_ms\":%.3f",
-			 r->prompt_tokens, r->completion_tokens, finite_or_zero(r->cost_usd),
-			 r->status, finite_or_zero(r->latency_ms));
+	/* numbers by hand: printf's floating point is the costliest part of
+	 * a record (bench/README.md, "Governance") */
+	char num[32];
+	rc |= buf_append_lit(b, ",\"prompt_tokens\":");
+	rc |= buf_append(b, num, fmt_u64(num, r->prompt_tokens));
+	rc |= buf_append_lit(b, ",\"completion_tokens\":");
+	rc |= buf_append(b, num, fmt_u64(num, r->completion_tokens));
+	rc |= buf_append_lit(b, ",\"cost_usd\":");
+	rc |= put_fixed(b, finite_or_zero(r->cost_usd), 9);
+	rc |= buf_append_lit(b, ",\"status\":");
+	rc |= buf_append(b, num, fmt_u64(num, (uint64_t)(r->status < 0 ? 0 : r->status)));
+	rc |= buf_append_lit(b, ",\"latency_ms\":");
+	rc |= put_fixed(b, finite_or_zero(r->latency_ms), 3);
 	if (r->payload_hash && strlen(r->payload_hash) == HEXLEN && is_hex64(r->payload_hash))
 		rc |= buf_printf(b, ",\"payload_hash\":\"%s\"", r->payload_hash);
 	return rc ? UMB_ERR : UMB_OK;

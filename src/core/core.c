@@ -396,13 +396,30 @@ uint64_t clock_wall_ms(void)
 
 void clock_rfc3339(uint64_t wall_ms, char out[32])
 {
-	time_t secs = (time_t)(wall_ms / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	/* strftime keeps the compiler's truncation analysis happy: the
-	 * fields are bounded by struct tm's ranges. */
-	size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(out + n, 32 - n, ".%03uZ", (unsigned)(wall_ms % 1000));
+	/* The seconds part changes once a second: format it then, not for
+	 * every log line and audit record (gmtime + strftime cost more than
+	 * the rest of a record's timestamp). */
+	static _Thread_local uint64_t last_secs = UINT64_MAX;
+	static _Thread_local char last[24];
+	static _Thread_local size_t last_n;
+	uint64_t secs = wall_ms / 1000;
+	if (secs != last_secs) {
+		time_t t = (time_t)secs;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		/* strftime keeps the compiler's truncation analysis happy: the
+		 * fields are bounded by struct tm's ranges. */
+		last_n = strftime(last, sizeof last, "%Y-%m-%dT%H:%M:%S", &tm);
+		last_secs = secs;
+	}
+	unsigned ms = (unsigned)(wall_ms % 1000);
+	memcpy(out, last, last_n);
+	out[last_n] = '.';
+	out[last_n + 1] = (char)('0' + ms / 100);
+	out[last_n + 2] = (char)('0' + ms / 10 % 10);
+	out[last_n + 3] = (char)('0' + ms % 10);
+	out[last_n + 4] = 'Z';
+	out[last_n + 5] = 0;
 }
 
 int duration_parse_ms(struct str s, uint64_t *out_ms)

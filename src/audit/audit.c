@@ -103,7 +103,11 @@ static int sha256_hex(EVP_MD_CTX *ctx, const EVP_MD *md, const void *p, size_t n
 	unsigned char d[32];
 	unsigned int dn = 0;
 
-	if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, p, n) != 1 ||
+	/* a NULL type reuses the context's digest: no provider lookup and
+	 * no reference counting (locks) per record */
+	const EVP_MD *cur = EVP_MD_CTX_get0_md(ctx);
+	if (EVP_DigestInit_ex2(ctx, cur == md ? NULL : md, NULL) != 1 ||
+	    EVP_DigestUpdate(ctx, p, n) != 1 ||
 	    EVP_DigestFinal_ex(ctx, d, &dn) != 1 || dn != 32)
 		return UMB_ERR;
 	hex_encode(d, 32, out);

@@ -369,38 +369,27 @@ static void chat_route(struct chat *c)
 	route_decision_init(d);
 	arena_cleanup_add(r->arena, chat_decision_clear, c);
 	router_guard(rt, &c->text, d);
-	if (router_is_sensitive(d)) {
-		const struct cfg_sensitive *sv = router_sensitive(rt);
+	switch (router_guard_verdict(rt, c->explicit_model, d)) {
+	case GUARD_BLOCK: {
 		char hits[256];
 		router_hits_text(rt, d, hits, sizeof hits);
-		if (sv->action == SENSITIVE_BLOCK) {
-			d->method = ROUTE_SENSITIVE;
-			chat_note_route(c);
-			api_error_openai(r, 403, "permission_error", "sensitive_data_blocked",
-					 "request blocked by the sensitivity guard: it contains %s", hits);
-			return;
-		}
-		if (c->explicit_model && c->explicit_model->locality == LOCALITY_ONPREM) {
-			/* already on-prem: keep it, and keep its fallbacks on-prem */
-			d->method = ROUTE_EXPLICIT;
+		chat_note_route(c);
+		api_error_openai(r, 403, "permission_error", "sensitive_data_blocked",
+				 "request blocked by the sensitivity guard: it contains %s", hits);
+		return;
+	}
+	case GUARD_REROUTE:
+		c->explicit_model = NULL;
+		/* fallthrough */
+	case GUARD_KEEP:
+		chat_forward(c);
+		return;
+	case GUARD_PASS:
+		if (c->explicit_model) {
 			chat_forward(c);
 			return;
 		}
-		const struct cfg_route *to = NULL;
-		for (size_t i = 0; i < r->rt->cfg->routing.n_routes; i++)
-			if (!strcmp(r->rt->cfg->routing.routes[i].name, sv->route))
-				to = &r->rt->cfg->routing.routes[i];
-		d->route = to;
-		d->method = ROUTE_SENSITIVE;
-		d->score = -1;
-		c->explicit_model = NULL;
-		chat_forward(c);
-		return;
-	}
-	if (c->explicit_model) {
-		d->method = ROUTE_EXPLICIT;
-		chat_forward(c);
-		return;
+		break;
 	}
 	router_cascade(rt, &c->text, d);
 	if (d->want_embedding)

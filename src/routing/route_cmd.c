@@ -139,23 +139,10 @@ static void route_cmd_line(const struct config *cfg, struct router *rt, struct s
 		explicit_model = config_find_model(cfg, buf_str(&mn));
 		buf_clear(&mn);
 	}
-	bool blocked = false;
 	router_guard(rt, &t, &d);
-	if (router_is_sensitive(&d)) {
-		const struct cfg_sensitive *sv = router_sensitive(rt);
-		d.method = ROUTE_SENSITIVE;
-		if (sv->action == SENSITIVE_BLOCK) {
-			blocked = true;
-		} else if (explicit_model && explicit_model->locality == LOCALITY_ONPREM) {
-			d.method = ROUTE_EXPLICIT;
-		} else {
-			for (size_t i = 0; i < cfg->routing.n_routes; i++)
-				if (!strcmp(cfg->routing.routes[i].name, sv->route))
-					d.route = &cfg->routing.routes[i];
-		}
-	} else if (explicit_model) {
-		d.method = ROUTE_EXPLICIT;
-	} else {
+	enum guard_verdict v = router_guard_verdict(rt, explicit_model, &d);
+	bool blocked = v == GUARD_BLOCK;
+	if (v == GUARD_PASS && !explicit_model) {
 		router_cascade(rt, &t, &d);
 		route_cmd_remote(cfg, rt, &t, &d);
 	}

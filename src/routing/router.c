@@ -388,6 +388,31 @@ void router_guard(const struct router *rt, const struct route_text *t,
 	}
 }
 
+enum guard_verdict router_guard_verdict(const struct router *rt,
+					const struct cfg_model *explicit_model,
+					struct route_decision *d)
+{
+	if (!router_is_sensitive(d)) {
+		if (explicit_model)
+			d->method = ROUTE_EXPLICIT;
+		return GUARD_PASS;
+	}
+	const struct cfg_sensitive *sv = &rt->rc->sensitive;
+	if (sv->action == SENSITIVE_BLOCK) {
+		d->method = ROUTE_SENSITIVE;
+		return GUARD_BLOCK;
+	}
+	if (explicit_model && explicit_model->locality == LOCALITY_ONPREM) {
+		/* already on-prem: keep it (its fallbacks stay on-prem too) */
+		d->method = ROUTE_EXPLICIT;
+		return GUARD_KEEP;
+	}
+	d->route = router__route(rt->rc, sv->route);
+	d->method = ROUTE_SENSITIVE;
+	d->score = -1;
+	return GUARD_REROUTE;
+}
+
 bool router_is_sensitive(const struct route_decision *d)
 {
 	return d->sensitive_hits != 0;

@@ -69,6 +69,19 @@ void route_decision_clear(struct route_decision *d);
  * conversation; sets sensitive_hits. */
 void router_guard(const struct router *rt, const struct route_text *t,
 		  struct route_decision *d);
+/** What the guard's hits mean for a request (after router_guard). */
+enum guard_verdict {
+	GUARD_PASS,      /* nothing found (or guard off): explicit model or cascade */
+	GUARD_BLOCK,     /* action block: refuse; method is sensitive */
+	GUARD_KEEP,      /* the explicit model is on-prem: keep it (method explicit) */
+	GUARD_REROUTE,   /* d->route is the sensitive route (method sensitive) */
+};
+/** Decide for explicit_model (NULL: a routed request) and record the
+ * method (and route) in d; the one place gateway and CLI share. */
+enum guard_verdict router_guard_verdict(const struct router *rt,
+					const struct cfg_model *explicit_model,
+					struct route_decision *d);
+
 /** True when the guard is on and found something. */
 bool router_is_sensitive(const struct route_decision *d);
 /** The guard's configuration (action, reroute target). */

@@ -1,5 +1,6 @@
 /* usage.c — in-memory usage rollups (usage.h). */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -93,10 +94,17 @@ void usage_acc_add(struct usage_acc *a, const char *identity, const char *team,
 {
 	struct store_usage key;
 	memset(&key, 0, sizeof key);
-	time_t t = (time_t)now;
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(key.day, sizeof key.day, "%Y-%m-%d", &tm);
+	/* the day changes once a day: format it then, not per request */
+	static _Thread_local int64_t last_day = INT64_MIN;
+	static _Thread_local char last[11];
+	if (now / 86400 != last_day) {
+		time_t t = (time_t)now;
+		struct tm tm;
+		gmtime_r(&t, &tm);
+		strftime(last, sizeof last, "%Y-%m-%d", &tm);
+		last_day = now / 86400;
+	}
+	memcpy(key.day, last, sizeof key.day);
 	snprintf(key.identity, sizeof key.identity, "%s", identity ? identity : "");
 	snprintf(key.team, sizeof key.team, "%s", team ? team : "");
 	snprintf(key.model, sizeof key.model, "%s", model ? model : "");

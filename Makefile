@@ -11,6 +11,7 @@
 #   make bench-tunnel what the dark-service tunnel adds (bench/tunnel.sh)
 #   make bench-routing what routing costs (bench/routing.sh)
 #   make bench-govern budgets + rate limits + audit on vs off (bench/govern.sh)
+#   make bench-translate OpenAI client to anthropic/bedrock vs pass-through (bench/translate.sh)
 #   make eval       detector and routing quality on ../shared/data (docs/routing.md)
 # Variants: BUILD=dir, SANITIZE=1, CC=clang, WERROR=0.
 
@@ -42,7 +43,7 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 PYTEST   := /usr/bin/python3 -m pytest
 
-.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel bench-routing bench-govern eval clean
+.PHONY: all deps run test unit integration sdk fuzz fuzz-build fuzz-replay asan leak bench bench-auth bench-tunnel bench-routing bench-govern bench-translate eval clean
 all: $(BUILD)/umbra
 
 deps:
@@ -123,6 +124,7 @@ bench: deps all
 	@$(MAKE) --no-print-directory bench-tunnel
 	@$(MAKE) --no-print-directory bench-routing
 	@$(MAKE) --no-print-directory bench-govern
+	@$(MAKE) --no-print-directory bench-translate
 
 # the cost of authentication: keys / mTLS vs none, TLS handshakes (bench/README.md)
 $(BUILD)/bench/authbench: bench/authbench.c
@@ -144,6 +146,9 @@ bench-routing: deps all $(BUILD)/bench/authbench
 # what budgets, rate limits and the audit log cost: on vs off, c=64 and c=1
 bench-govern: deps all $(BUILD)/bench/authbench
 	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/govern.sh
+
+bench-translate: deps all $(BUILD)/bench/authbench
+	AUTHBENCH_BIN=$(abspath $(BUILD)/bench/authbench) UMBRA_BIN=$(abspath $(BUILD)/umbra) bash bench/translate.sh
 
 # quality on the labelled data (docs/routing.md): the sensitivity detectors,
 # and routing accuracy for heuristics, the builtin embedder and the cascade

@@ -7,6 +7,9 @@
  *                               body has "stream": true, an SSE stream of N
  *                               chunks + a usage chunk + [DONE], sent with
  *                               Transfer-Encoding: chunked
+ *   POST /v1/messages           an Anthropic Messages answer (non-streaming)
+ *   POST /model/ID/converse     a Bedrock Converse answer (non-streaming; the
+ *                               SigV4 signature is not checked)
  *   POST /v1/embeddings         a small embedding list
  *   GET  /v1/models             the model list
  *   GET  /health                {"status":"ok"}
@@ -301,9 +304,47 @@ static void handle_chat(conn_t *c) {
     buf_add(&c->out, tail, (size_t)m);
 }
 
+/* The same answer in another wire format: head, the words, tail. */
+static void respond_words(conn_t *c, const char *head, const char *tail) {
+    size_t hl = strlen(head), ml = strlen(g_nonstream_msg), tl = strlen(tail);
+    buf_printf(&c->out, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s\r\n",
+               hl + ml + tl, c->keepalive ? "" : "Connection: close\r\n");
+    buf_add(&c->out, head, hl);
+    buf_add(&c->out, g_nonstream_msg, ml);
+    buf_add(&c->out, tail, tl);
+}
+
+static void handle_messages(conn_t *c) {
+    char tail[256];
+    snprintf(tail, sizeof tail,
+             "\"}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{\"input_tokens\":%d,"
+             "\"output_tokens\":%d,\"cache_read_input_tokens\":0,\"cache_creation_input_tokens\":0}}",
+             (int)(c->body.len / 4) + 1, g_words);
+    respond_words(c, "{\"id\":\"msg_bench0001\",\"type\":\"message\",\"role\":\"assistant\","
+                     "\"model\":\"bench-model\",\"content\":[{\"type\":\"text\",\"text\":\"", tail);
+}
+
+static void handle_converse(conn_t *c) {
+    char tail[256];
+    int in = (int)(c->body.len / 4) + 1;
+    snprintf(tail, sizeof tail,
+             "\"}]}},\"stopReason\":\"end_turn\",\"usage\":{\"inputTokens\":%d,\"outputTokens\":%d,"
+             "\"totalTokens\":%d},\"metrics\":{\"latencyMs\":1}}", in, g_words, in + g_words);
+    respond_words(c, "{\"output\":{\"message\":{\"role\":\"assistant\",\"content\":[{\"text\":\"", tail);
+}
+
+static int path_is_converse(const char *p) {
+    size_t n = strlen(p);
+    return strncmp(p, "/model/", 7) == 0 && n > 16 && strcmp(p + n - 9, "/converse") == 0;
+}
+
 static void handle_request(conn_t *c) {
     if (strcmp(c->method, "POST") == 0 && strcmp(c->path, "/v1/chat/completions") == 0) {
         handle_chat(c);
+    } else if (strcmp(c->method, "POST") == 0 && strcmp(c->path, "/v1/messages") == 0) {
+        handle_messages(c);
+    } else if (strcmp(c->method, "POST") == 0 && path_is_converse(c->path)) {
+        handle_converse(c);
     } else if (strcmp(c->method, "POST") == 0 && strcmp(c->path, "/v1/embeddings") == 0) {
         static const char e[] =
             "{\"object\":\"list\",\"data\":[{\"object\":\"embedding\",\"index\":0,\"embedding\":"

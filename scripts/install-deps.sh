@@ -16,7 +16,7 @@ pkgs=(
 	# tests: unit framework, fuzzing (clang's libFuzzer), sanitizer runtime,
 	# integration (pytest, openssl CLI for test certificates, curl CLI)
 	libcmocka-dev libcjson-dev clang libclang-rt-14-dev valgrind
-	python3 python3-pytest openssl curl ca-certificates iproute2
+	python3 python3-pytest python3-cryptography openssl curl ca-certificates iproute2
 )
 if [ "${1:-}" = bench ]; then
 	pkgs+=(wrk nginx-light libjansson-dev libcjson-dev libyajl-dev libuv1-dev linux-perf)

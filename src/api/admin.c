@@ -78,12 +78,12 @@ static bool read_fields(struct req *r, const struct field *f, size_t nf, const c
 	struct json_val root;
 	struct json_err jerr;
 	if (r->body.n > ADMIN_BODY_MAX) {
-		api_error_openai(r, 413, "invalid_request_error", "request_too_large",
+		api_error(r, 413, "invalid_request_error", "request_too_large",
 				 "request body too large");
 		return false;
 	}
 	if (json_parse_top(r->body.p, r->body.n, m, UMB_ARRAY_LEN(m), &n, &root, &jerr)) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+		api_error(r, 400, "invalid_request_error", "invalid_json",
 				 "request body is not valid JSON: %s at byte %zu", jerr.msg, jerr.off);
 		return false;
 	}
@@ -97,13 +97,13 @@ static bool read_fields(struct req *r, const struct field *f, size_t nf, const c
 		ok = j < nf && decode_field(r, m[i].val, &f[j]);
 	}
 	if (!ok)
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
+		api_error(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
 	return ok;
 }
 
 static void store_unavailable(struct req *r)
 {
-	api_error_openai(r, 500, "api_error", "store_unavailable", "the identity store is unavailable");
+	api_error(r, 500, "api_error", "store_unavailable", "the identity store is unavailable");
 }
 
 static struct store *admin_store(struct req *r)
@@ -133,7 +133,7 @@ void api_enroll(struct req *r)
 {
 	const struct pki_ca *ca = r->rt->enroll_ca;
 	if (!ca) {
-		api_error_openai(r, 404, "not_found_error", "enrollment_off",
+		api_error(r, 404, "not_found_error", "enrollment_off",
 				 "enrollment is off: the gateway has no CA key (ca.key next to tls.client_ca)");
 		return;
 	}
@@ -144,14 +144,14 @@ void api_enroll(struct req *r)
 	if (!read_fields(r, f, UMB_ARRAY_LEN(f), shape))
 		return;
 	if (!token || !csr) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
+		api_error(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
 		return;
 	}
 	int64_t now = (int64_t)time(NULL);
 	char perr[PKI_ERR_LEN];
 	struct pki_token_claims cl;
 	if (pki_token_verify(ca, str_cstr(token), (time_t)now, &cl, perr)) {
-		api_error_openai(r, 401, "authentication_error", "invalid_token",
+		api_error(r, 401, "authentication_error", "invalid_token",
 				 "enrollment token refused: %s", perr);
 		return;
 	}
@@ -160,7 +160,7 @@ void api_enroll(struct req *r)
 		return;
 	struct store_identity prev;
 	if (store_identity_get(st, cl.sub, &prev) == UMB_OK && prev.revoked_at) {
-		api_error_openai(r, 403, "permission_error", "identity_revoked",
+		api_error(r, 403, "permission_error", "identity_revoked",
 				 "identity %s is revoked (revocation is final)", cl.sub);
 		return;
 	}
@@ -169,10 +169,10 @@ void api_enroll(struct req *r)
 	int rc = store_token_mark_used(st, cl.jti, cl.exp, now);
 	if (rc) {
 		if (rc == STORE_EEXISTS)
-			api_error_openai(r, 401, "authentication_error", "token_used",
+			api_error(r, 401, "authentication_error", "token_used",
 					 "enrollment token already used");
 		else if (rc == STORE_EEXPIRED)
-			api_error_openai(r, 401, "authentication_error", "invalid_token",
+			api_error(r, 401, "authentication_error", "invalid_token",
 					 "enrollment token expired");
 		else
 			store_unavailable(r);
@@ -184,7 +184,7 @@ void api_enroll(struct req *r)
 	struct pki_identity id;
 	if (pki_enroll_sign(ca, &cl, str_cstr(csr), (time_t)now, &cert, &id, perr)) {
 		buf_clear(&cert);
-		api_error_openai(r, 400, "invalid_request_error", "csr_rejected",
+		api_error(r, 400, "invalid_request_error", "csr_rejected",
 				 "certificate request refused: %s", perr);
 		return;
 	}
@@ -193,7 +193,7 @@ void api_enroll(struct req *r)
 	rc = store_identity_put(st, &rec);
 	if (rc) {
 		buf_clear(&cert);
-		api_error_openai(r, rc == STORE_EREVOKED ? 403 : 500,
+		api_error(r, rc == STORE_EREVOKED ? 403 : 500,
 				 rc == STORE_EREVOKED ? "permission_error" : "api_error",
 				 rc == STORE_EREVOKED ? "identity_revoked" : "store_unavailable",
 				 "cannot register identity %s", id.name);
@@ -269,7 +269,7 @@ static void admin_list(struct req *r, bool keys)
 		return;
 	char who[STORE_NAME_MAX + 1];
 	if (keys && !query_identity(r, who, sizeof who)) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+		api_error(r, 400, "invalid_request_error", "invalid_value",
 				 "expected ?identity=NAME");
 		return;
 	}
@@ -328,7 +328,7 @@ static void admin_usage(struct req *r)
 	    !query_param(r, "identity", ident, sizeof ident) || (ident[0] && !store_name_valid(ident)) ||
 	    !query_param(r, "since", since, sizeof since) || (since[0] && !usage_day_valid(since)) ||
 	    !query_param(r, "by", by, sizeof by) || (by[0] && usage_by_parse(by, &q.by))) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+		api_error(r, 400, "invalid_request_error", "invalid_value",
 				 "expected ?team=NAME&identity=NAME&since=YYYY-MM-DD&by=model|day|identity|team");
 		return;
 	}
@@ -358,7 +358,7 @@ static void admin_key_create(struct req *r)
 		return;
 	int64_t life = 0;
 	if (!ident || !store_name_valid(ident) || (expires && pki_lifetime_parse(expires, &life))) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
+		api_error(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
 		return;
 	}
 	struct store *st = admin_store(r);
@@ -369,7 +369,7 @@ static void admin_key_create(struct req *r)
 	char token[KEYS_TOKEN_LEN + 1];
 	int rc = keys_create(st, ident, now, life ? now + life : 0, label, &k, token);
 	if (rc == STORE_ENOTFOUND || rc == STORE_EREVOKED || rc == STORE_EINVAL) {
-		api_error_openai(r, rc == STORE_ENOTFOUND ? 404 : 400,
+		api_error(r, rc == STORE_ENOTFOUND ? 404 : 400,
 				 rc == STORE_ENOTFOUND ? "not_found_error" : "invalid_request_error",
 				 rc == STORE_ENOTFOUND ? "identity_not_found" : "invalid_value",
 				 rc == STORE_ENOTFOUND ? "no identity %s in the store"
@@ -400,7 +400,7 @@ static void admin_revoke(struct req *r)
 	if (!read_fields(r, f, UMB_ARRAY_LEN(f), shape))
 		return;
 	if (!ident == !key) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
+		api_error(r, 400, "invalid_request_error", "invalid_value", "expected %s", shape);
 		return;
 	}
 	struct store *st = admin_store(r);
@@ -410,7 +410,7 @@ static void admin_revoke(struct req *r)
 	int rc = ident ? store_identity_revoke(st, ident, now) : store_key_revoke(st, key, now);
 	const char *target = ident ? ident : key;
 	if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL) {
-		api_error_openai(r, 404, "not_found_error", ident ? "identity_not_found" : "key_not_found",
+		api_error(r, 404, "not_found_error", ident ? "identity_not_found" : "key_not_found",
 				 "no %s %s in the store", ident ? "identity" : "key", target);
 	} else if (rc) {
 		store_unavailable(r);
@@ -443,8 +443,8 @@ void api_admin(struct req *r)
 		admin_usage(r);
 	else if (str_eq_cstr(path, "/admin/identities") || str_eq_cstr(path, "/admin/keys") ||
 		 str_eq_cstr(path, "/admin/revoke") || str_eq_cstr(path, "/admin/usage"))
-		api_error_openai(r, 405, "invalid_request_error", "method_not_allowed",
+		api_error(r, 405, "invalid_request_error", "method_not_allowed",
 				 "method not allowed");
 	else
-		api_error_openai(r, 404, "not_found_error", "unknown_url", "unknown admin path");
+		api_error(r, 404, "not_found_error", "unknown_url", "unknown admin path");
 }

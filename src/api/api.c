@@ -8,11 +8,37 @@
 #include "spend/usage.h"
 #include "core/json.h"
 #include "metrics/metrics.h"
+#include "providers/anthropic_fmt.h"
 #include "upstream/upstream.h"
 
 static void api_errorv(struct req *r, int status, struct str extra, const char *type,
 		       const char *code, const char *fmt, va_list ap)
 	__attribute__((format(printf, 6, 0)));
+
+enum api_dialect api_dialect(const struct req *r)
+{
+	struct str path = r->head.path;
+	if (path.n > 1 && path.p[path.n - 1] == '/')
+		path.n--;
+	return str_eq_cstr(path, "/v1/messages") ? DIALECT_ANTHROPIC : DIALECT_OPENAI;
+}
+
+/* Anthropic's error type for a status (docs.anthropic.com "Errors"); the
+ * OpenAI type is kept where both dialects share the name. */
+static const char *anthropic_error_type(int status, const char *openai_type)
+{
+	switch (status) {
+	case 401: return "authentication_error";
+	case 403: return "permission_error";
+	case 404: return "not_found_error";
+	case 413: return "request_too_large";
+	case 429: return "rate_limit_error";
+	case 503: return "overloaded_error";
+	case 504: return "timeout_error";
+	default: return status >= 500 ? "api_error" : status >= 400 ? "invalid_request_error"
+								  : openai_type;
+	}
+}
 
 static void api_errorv(struct req *r, int status, struct str extra, const char *type,
 		       const char *code, const char *fmt, va_list ap)
@@ -23,6 +49,10 @@ static void api_errorv(struct req *r, int status, struct str extra, const char *
 		msg[utf8_complete_prefix(msg, sizeof msg - 1)] = 0;
 	struct buf b;
 	buf_init(&b, 0);
+	if (api_dialect(r) == DIALECT_ANTHROPIC) {
+		anthropic_error_body(anthropic_error_type(status, type), msg, &b);
+		goto send;
+	}
 	buf_append_cstr(&b, "{\"error\":{\"message\":");
 	json_write_cstr(&b, msg);
 	buf_append_cstr(&b, ",\"type\":");
@@ -33,6 +63,7 @@ static void api_errorv(struct req *r, int status, struct str extra, const char *
 	else
 		buf_append_cstr(&b, "null");
 	buf_append_cstr(&b, "}}");
+send:;
 	char *body = arena_strndup(r->arena, b.p, b.n);
 	struct http_resp resp = { .status = status,
 				  .content_type = "application/json",
@@ -44,7 +75,7 @@ static void api_errorv(struct req *r, int status, struct str extra, const char *
 	http_respond(r, &resp);
 }
 
-void api_error_openai(struct req *r, int status, const char *type, const char *code,
+void api_error(struct req *r, int status, const char *type, const char *code,
 		      const char *fmt, ...)
 {
 	va_list ap;
@@ -53,7 +84,7 @@ void api_error_openai(struct req *r, int status, const char *type, const char *c
 	va_end(ap);
 }
 
-void api_error_openai_h(struct req *r, int status, struct str extra, const char *type,
+void api_error_h(struct req *r, int status, struct str extra, const char *type,
 			const char *code, const char *fmt, ...)
 {
 	va_list ap;
@@ -110,7 +141,8 @@ static void api_audit(struct req *r, uint64_t dur)
 		.team = r->who.team[0] ? r->who.team : NULL,
 		.src = r->peer,
 		.cert_fp = r->auth_conn && r->auth_conn->has_cert ? r->auth_conn->cert.fp : NULL,
-		.dialect = r->head.path.n >= 4 && !memcmp(r->head.path.p, "/v1/", 4) ? "openai" : "umbra",
+		.dialect = api_dialect(r) == DIALECT_ANTHROPIC ? "anthropic"
+			   : r->head.path.n >= 4 && !memcmp(r->head.path.p, "/v1/", 4) ? "openai" : "umbra",
 		.model_requested = r->model_requested,
 		.route = r->route,
 		.route_method = r->route_method,
@@ -217,7 +249,7 @@ static void api_metrics(struct req *r)
 	buf_init(b, 0);
 	arena_cleanup_add(r->arena, (arena_cleanup_cb)buf_clear, b);
 	if (metrics_render(b, upstream_metrics, r->rt)) {
-		api_error_openai(r, 500, "api_error", NULL, "cannot render metrics");
+		api_error(r, 500, "api_error", NULL, "cannot render metrics");
 		return;
 	}
 	struct http_resp resp = { .status = 200,
@@ -246,6 +278,7 @@ static const struct route routes[] = {
 	{ "/v1/chat/completions", "POST", api_openai_chat, "chat", ACCESS_API },
 	{ "/v1/embeddings", "POST", api_openai_embeddings, "embeddings", ACCESS_API },
 	{ "/v1/models", "GET", api_openai_models, "models", ACCESS_API },
+	{ "/v1/messages", "POST", api_anthropic_messages, "messages", ACCESS_API },
 	{ "/health", "GET", api_health, "health", ACCESS_OPEN },
 	{ "/metrics", "GET", api_metrics, "metrics", ACCESS_METRICS },
 	{ "/enroll", "POST", api_enroll, "enroll", ACCESS_OPEN },
@@ -282,12 +315,12 @@ static bool api_authenticate(struct req *r, enum access access)
 	bool admin = access == ACCESS_ADMIN;
 	if (cfg->tls.client_auth == CLIENT_AUTH_REQUIRE &&
 	    !(r->auth_conn && r->auth_conn->has_cert)) {
-		api_error_openai(r, 401, "authentication_error", "client_certificate_required",
+		api_error(r, 401, "authentication_error", "client_certificate_required",
 				 "a client certificate issued by the umbra CA is required");
 		return false;
 	}
 	if (admin && !auth_store_needed(cfg)) {
-		api_error_openai(r, 404, "not_found_error", "unknown_url",
+		api_error(r, 404, "not_found_error", "unknown_url",
 				 "the admin API is off: it needs auth.mode keys, certs or "
 				 "keys+certs, or tls.client_ca");
 		return false;
@@ -295,16 +328,16 @@ static bool api_authenticate(struct req *r, enum access access)
 	struct auth_refusal why;
 	if (auth_check(r->w->auth, cfg, r->auth_conn, &r->head, admin, (int64_t)time(NULL),
 		       &r->who, &why)) {
-		api_error_openai(r, why.status, status_type(why.status), why.code, "%s", why.msg);
+		api_error(r, why.status, status_type(why.status), why.code, "%s", why.msg);
 		return false;
 	}
 	if (admin && !r->who.authenticated) {
-		api_error_openai(r, 401, "authentication_error", "missing_api_key",
+		api_error(r, 401, "authentication_error", "missing_api_key",
 				 "admin credentials required: an admin certificate or API key");
 		return false;
 	}
 	if (admin && r->who.kind != STORE_KIND_ADMIN) {
-		api_error_openai(r, 403, "permission_error", "admin_only",
+		api_error(r, 403, "permission_error", "admin_only",
 				 "identity %s is not an admin", r->who.name);
 		return false;
 	}
@@ -325,13 +358,14 @@ void api_dispatch(struct req *r)
 			continue;
 		r->api = routes[i].api;
 		/* no routing cascade in this build: every model is named */
-		if (routes[i].fn == api_openai_chat || routes[i].fn == api_openai_embeddings)
+		if (routes[i].fn == api_openai_chat || routes[i].fn == api_openai_embeddings ||
+		    routes[i].fn == api_anthropic_messages)
 			r->route_method = "explicit";
 		const char *method = routes[i].method;
 		bool head_ok = method && !strcmp(method, "GET") && str_eq_cstr(r->head.method, "HEAD");
 		if (method && !str_eq_cstr(r->head.method, method) && !head_ok) {
 			struct str allow = str_cstr(arena_printf(r->arena, "allow: %s\r\n", routes[i].method));
-			api_error_openai_h(r, 405, allow, "invalid_request_error", "method_not_allowed",
+			api_error_h(r, 405, allow, "invalid_request_error", "method_not_allowed",
 					   "method not allowed; use %s", routes[i].method);
 			return;
 		}
@@ -339,5 +373,5 @@ void api_dispatch(struct req *r)
 			routes[i].fn(r);
 		return;
 	}
-	api_error_openai(r, 404, "not_found_error", "unknown_url", "unknown path");
+	api_error(r, 404, "not_found_error", "unknown_url", "unknown path");
 }

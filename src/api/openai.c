@@ -11,6 +11,7 @@
 #include "core/json.h"
 #include "upstream/upstream.h"
 #include "metrics/metrics.h"
+#include "providers/provider.h"
 #include "routing/router.h"
 
 #define API_MAX_MEMBERS 128
@@ -72,21 +73,21 @@ static void index_members(struct parsed *p)
 	}
 }
 
-static bool parse_body(struct req *r, struct parsed *p)
+static bool parse_body(struct req *r, struct str body, struct parsed *p)
 {
 	struct json_err err = { 0 };
-	if (r->body.n == 0) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+	if (body.n == 0) {
+		api_error(r, 400, "invalid_request_error", "invalid_json",
 				 "request body is empty; expected a JSON object");
 		return false;
 	}
-	if (json_parse_top(r->body.p, r->body.n, p->m, API_MAX_MEMBERS, &p->n, &p->root, &err)) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+	if (json_parse_top(body.p, body.n, p->m, API_MAX_MEMBERS, &p->n, &p->root, &err)) {
+		api_error(r, 400, "invalid_request_error", "invalid_json",
 				 "request body is not valid JSON: %s at byte %zu", err.msg, err.off);
 		return false;
 	}
 	if (p->root.type != JSON_OBJECT) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+		api_error(r, 400, "invalid_request_error", "invalid_json",
 				 "request body must be a JSON object, not %s", type_name(p->root.type));
 		return false;
 	}
@@ -105,7 +106,7 @@ static bool parse_body(struct req *r, struct parsed *p)
 				buf_clear(&ka);
 			}
 			if (same) {
-				api_error_openai(r, 400, "invalid_request_error", "invalid_json",
+				api_error(r, 400, "invalid_request_error", "invalid_json",
 						 "duplicate key in request body: \"%.*s\"",
 						 (int)utf8_complete_prefix(a.p, UMB_MIN(a.n, (size_t)64)), a.p);
 				return false;
@@ -125,13 +126,13 @@ static bool want_type(struct req *r, const struct parsed *p, enum known_key k, b
 	if (!v || (v->type == JSON_NULL && !required)) {
 		if (!required)
 			return true;
-		api_error_openai(r, 400, "invalid_request_error", "missing_required_parameter",
+		api_error(r, 400, "invalid_request_error", "missing_required_parameter",
 				 "'%s' is required", key);
 		return false;
 	}
 	if (v->type == t1 || v->type == t2)
 		return true;
-	api_error_openai(r, 400, "invalid_request_error", "invalid_type",
+	api_error(r, 400, "invalid_request_error", "invalid_type",
 			 "'%s' must be %s, not %s", key, expected, type_name(v->type));
 	return false;
 }
@@ -145,7 +146,7 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	buf_init(&b, 1024);
 	if (json_str_decode(*v, &b)) {
 		buf_clear(&b);
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+		api_error(r, 400, "invalid_request_error", "invalid_value",
 				 "'model' is too long");
 		return NULL;
 	}
@@ -157,21 +158,21 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	buf_clear(&b);
 	if (ctl || name->n == 0) {
 		/* a NUL would make us route one name and the upstream read another */
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+		api_error(r, 400, "invalid_request_error", "invalid_value",
 				 "'model' must be a non-empty name without control characters");
 		return NULL;
 	}
 	const struct cfg_model *m = config_find_model(r->rt->cfg, *name);
 	if (!m) {
 		/* the name is client input: bounded and escaped by the writer */
-		api_error_openai(r, 404, "not_found_error", "model_not_found",
+		api_error(r, 404, "not_found_error", "model_not_found",
 				 "The model '%.*s' does not exist or you do not have access to it.",
 				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
 				 name->p);
 		return NULL;
 	}
 	if (!api_model_allowed(r, *name)) {
-		api_error_openai(r, 403, "permission_error", "model_not_allowed",
+		api_error(r, 403, "permission_error", "model_not_allowed",
 				 "identity %s (team %s) may not use the model '%.*s'",
 				 r->who.name, r->who.team[0] ? r->who.team : "none",
 				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
@@ -180,7 +181,7 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	}
 	const char *svc;
 	if (!tunnel_provider_allows(r->rt->cfg, m->provider, &r->who, &svc)) {
-		api_error_openai(r, 403, "permission_error", "service_not_allowed",
+		api_error(r, 403, "permission_error", "service_not_allowed",
 				 "identity %s may not use the dark service %s behind model '%.*s'",
 				 r->who.authenticated ? r->who.name : "(anonymous)", svc,
 				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
@@ -259,7 +260,7 @@ static void chat_forward(struct chat *c)
 		m = d->route->model_ref;
 		if (r->rt->cfg->teams_set && r->who.authenticated &&
 		    (!t || !listed || !api_model_allowed(r, str_cstr(m->name)))) {
-			api_error_openai(r, 403, "permission_error", "route_not_allowed",
+			api_error(r, 403, "permission_error", "route_not_allowed",
 					 "identity %s (team %s) may not use the route '%s' (model '%s')",
 					 r->who.name, r->who.team[0] ? r->who.team : "none",
 					 d->route->name, m->name);
@@ -267,7 +268,7 @@ static void chat_forward(struct chat *c)
 		}
 		const char *svc;
 		if (!tunnel_provider_allows(r->rt->cfg, m->provider, &r->who, &svc)) {
-			api_error_openai(r, 403, "permission_error", "service_not_allowed",
+			api_error(r, 403, "permission_error", "service_not_allowed",
 					 "identity %s may not use the dark service %s behind route '%s'",
 					 r->who.authenticated ? r->who.name : "(anonymous)", svc,
 					 d->route->name);
@@ -279,7 +280,7 @@ static void chat_forward(struct chat *c)
 	}
 	c->call.model = m;
 	c->call.onprem_only = router_is_sensitive(d);
-	if (!api_govern_admit(r, m, c->call.requested_model, r->body, chat_max_tokens(c->p)))
+	if (!api_govern_admit(r, m, c->call.requested_model, c->call.body, chat_max_tokens(c->p)))
 		return;
 	upstream_forward(r, &c->call);
 }
@@ -363,7 +364,7 @@ static void chat_route(struct chat *c)
 				get(c->p, K_MAX_TOKENS) ? get(c->p, K_MAX_TOKENS)
 							: get(c->p, K_MAX_COMPLETION_TOKENS),
 				&c->text, why, sizeof why)) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value", "%s", why);
+		api_error(r, 400, "invalid_request_error", "invalid_value", "%s", why);
 		return;
 	}
 	route_decision_init(d);
@@ -374,7 +375,7 @@ static void chat_route(struct chat *c)
 		char hits[256];
 		router_hits_text(rt, d, hits, sizeof hits);
 		chat_note_route(c);
-		api_error_openai(r, 403, "permission_error", "sensitive_data_blocked",
+		api_error(r, 403, "permission_error", "sensitive_data_blocked",
 				 "request blocked by the sensitivity guard: it contains %s", hits);
 		return;
 	}
@@ -409,9 +410,15 @@ static bool chat_model_auto(const struct parsed *p)
 
 void api_openai_chat(struct req *r)
 {
+	api_chat(r, r->body, NULL, NULL, 0);
+}
+
+void api_chat(struct req *r, struct str body, const struct canon_req *canon,
+	      struct json_member *native, size_t n_native)
+{
 	/* not zeroed: the parser fills what it reports */
 	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
-	if (!parse_body(r, p))
+	if (!parse_body(r, body, p))
 		return;
 	struct router *router = r->rt->router;
 	if (!want_type(r, p, K_MODEL, !router, JSON_STRING, JSON_STRING, "a string") ||
@@ -435,13 +442,13 @@ void api_openai_chat(struct req *r)
 	struct json_val msg, role;
 	json_iter_init(&it, *msgs);
 	if (!json_arr_next(&it, &msg)) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+		api_error(r, 400, "invalid_request_error", "invalid_value",
 				 "'messages' must contain at least one message");
 		return;
 	}
 	if (msg.type != JSON_OBJECT || !json_obj_get(msg, "role", &role) ||
 	    role.type != JSON_STRING) {
-		api_error_openai(r, 400, "invalid_request_error", "invalid_value",
+		api_error(r, 400, "invalid_request_error", "invalid_value",
 				 "messages[0] must be an object with a string 'role'");
 		return;
 	}
@@ -449,15 +456,22 @@ void api_openai_chat(struct req *r)
 	c->r = r;
 	c->p = p;
 	struct upstream_call *call = &c->call;
-	*call = (struct upstream_call){ .op = UPSTREAM_CHAT, .body = r->body,
+	*call = (struct upstream_call){ .op = UPSTREAM_CHAT, .body = body,
 					.members = p->m, .n_members = p->n };
+	if (canon) {
+		call->dialect = DIALECT_ANTHROPIC;
+		call->canon = canon;
+		call->native_body = r->body;
+		call->native_members = native;
+		call->n_native_members = n_native;
+	}
 	const struct json_val *st = get(p, K_STREAM);
 	call->stream = st && st->type == JSON_TRUE;
 	const struct json_val *so = get(p, K_STREAM_OPTIONS);
 	struct json_val iu;
 	if (so && so->type == JSON_OBJECT && json_obj_get(*so, "include_usage", &iu)) {
 		if (iu.type != JSON_TRUE && iu.type != JSON_FALSE && iu.type != JSON_NULL) {
-			api_error_openai(r, 400, "invalid_request_error", "invalid_type",
+			api_error(r, 400, "invalid_request_error", "invalid_type",
 					 "'stream_options.include_usage' must be a boolean");
 			return;
 		}
@@ -466,7 +480,7 @@ void api_openai_chat(struct req *r)
 	r->stream = call->stream;
 	if (!router) {
 		call->model = resolve_model(r, p, &call->requested_model);
-		if (call->model && api_govern_admit(r, call->model, call->requested_model, r->body,
+		if (call->model && api_govern_admit(r, call->model, call->requested_model, body,
 						    chat_max_tokens(p)))
 			upstream_forward(r, call);
 		return;
@@ -506,7 +520,7 @@ static bool embeddings_guard(struct req *r, const struct parsed *p, struct route
 		call->onprem_only = true;
 		if (call->model->locality != LOCALITY_ONPREM) {
 			r->route_method = route_method_name(ROUTE_SENSITIVE);
-			api_error_openai(r, 403, "permission_error", "sensitive_data_blocked",
+			api_error(r, 403, "permission_error", "sensitive_data_blocked",
 					 "embeddings input contains %s; model '%s' is not on-prem", hits,
 					 call->model->name);
 			ok = false;
@@ -519,7 +533,7 @@ static bool embeddings_guard(struct req *r, const struct parsed *p, struct route
 void api_openai_embeddings(struct req *r)
 {
 	struct parsed *p = arena_alloc_raw(r->arena, sizeof *p);
-	if (!parse_body(r, p))
+	if (!parse_body(r, r->body, p))
 		return;
 	if (!want_type(r, p, K_MODEL, true, JSON_STRING, JSON_STRING, "a string") ||
 	    !want_type(r, p, K_INPUT, true, JSON_STRING, JSON_ARRAY, "a string or an array"))
@@ -529,6 +543,13 @@ void api_openai_embeddings(struct req *r)
 	call.model = resolve_model(r, p, &call.requested_model);
 	if (!call.model)
 		return;
+	const struct provider_ops *ops = provider_ops_get(call.model->provider->type);
+	if (!ops || !ops->embeddings) {
+		api_error(r, 400, "invalid_request_error", "unsupported_operation",
+			  "model '%s' is served by a %s provider, which has no embeddings endpoint",
+			  call.model->name, provider_type_name(call.model->provider->type));
+		return;
+	}
 	struct router *rt = r->rt->router;
 	if (rt && router_sensitive(rt)->enabled && !embeddings_guard(r, p, rt, &call))
 		return;

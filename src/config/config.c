@@ -11,6 +11,7 @@
  * The first error stops the load; all memory lives in one arena, so an
  * error path is just arena_free(). */
 #include "config/config.h"
+#include "providers/provider.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -449,11 +450,11 @@ struct cfg_section {
 
 static const struct cfg_enum provider_types[] = {
 	{ "openai", PROVIDER_OPENAI, false },
-	{ "anthropic", PROVIDER_ANTHROPIC, true },
-	{ "azure", PROVIDER_AZURE, true },
-	{ "bedrock", PROVIDER_BEDROCK, true },
-	{ "vertex", PROVIDER_VERTEX, true },
-	{ "ollama", PROVIDER_OLLAMA, true },
+	{ "anthropic", PROVIDER_ANTHROPIC, false },
+	{ "azure", PROVIDER_AZURE, false },
+	{ "bedrock", PROVIDER_BEDROCK, false },
+	{ "vertex", PROVIDER_VERTEX, false },
+	{ "ollama", PROVIDER_OLLAMA, false },
 	{ NULL, 0, false },
 };
 static const struct cfg_enum localities[] = {
@@ -1765,9 +1766,58 @@ static int ejection_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 	return UMB_OK;
 }
 
+/* The vendor's public endpoint when a provider gives no url (DESIGN.md
+ * "Provider URLs"); NULL when the type has none (openai-compatible
+ * servers, Azure resources: the url names them). */
+static const char *provider_default_url(struct cfg_ctx *c, const struct cfg_provider *p)
+{
+	switch (p->type) {
+	case PROVIDER_ANTHROPIC:
+		return "https://api.anthropic.com";
+	case PROVIDER_OLLAMA:
+		return "http://127.0.0.1:11434";
+	case PROVIDER_BEDROCK:
+		return p->region ? arena_printf(c->a, "https://bedrock-runtime.%s.amazonaws.com", p->region)
+				 : NULL;
+	case PROVIDER_VERTEX:
+		if (!p->location)
+			return NULL;
+		return !strcmp(p->location, "global") ? "https://aiplatform.googleapis.com"
+			: arena_printf(c->a, "https://%s-aiplatform.googleapis.com", p->location);
+	default:
+		return NULL;
+	}
+}
+
+/* What a provider type cannot work without. */
+static int provider_check_type(struct cfg_ctx *c, yaml_node_t *n, const struct cfg_provider *p)
+{
+	if (!provider_ops_get(p->type))
+		return cfg_err(c, NODE_LINE(n), "provider type %s is not implemented in this build yet",
+			       provider_type_name(p->type));
+	if (p->type == PROVIDER_BEDROCK && !p->region)
+		return cfg_err(c, NODE_LINE(n), "missing required key \"region\" for provider type bedrock "
+			       "(the AWS region requests are signed for, e.g. us-east-1)");
+	if (p->type == PROVIDER_VERTEX) {
+		if (!p->project || !p->location)
+			return cfg_err(c, NODE_LINE(n), "provider type vertex needs \"project\" and "
+				       "\"location\" (e.g. us-central1)");
+		if (!p->credentials_file == !p->access_token)
+			return cfg_err(c, NODE_LINE(n), "provider type vertex needs exactly one of "
+				       "\"credentials_file\" (service-account JSON) and \"access_token\"");
+	}
+	return UMB_OK;
+}
+
 static int provider_post(struct cfg_ctx *c, yaml_node_t *n, void *base)
 {
 	struct cfg_provider *p = base;
+	int rc = provider_check_type(c, n, p);
+	if (rc)
+		return rc;
+	const char *def = p->n_endpoints ? NULL : provider_default_url(c, p);
+	if (def && (rc = cfg_parse_provider_url(c, NODE_LINE(n), def, p, NULL)))
+		return rc;
 	if (!p->n_endpoints)
 		return cfg_err(c, NODE_LINE(n),
 			       "missing url or endpoints, expected exactly one of them");
@@ -2360,13 +2410,13 @@ static const struct cfg_key provider_keys[] = {
 	KEY("name", CK_TEXT, struct cfg_provider, name, .parse = cfg_parse_ident, .required = true,
 	    .doc = "provider name that models refer to"),
 	KEY("type", CK_ENUM, struct cfg_provider, type, .enums = provider_types, .required = true,
-	    .doc = "openai (anthropic, azure, bedrock, vertex, ollama: not implemented in this build yet)"),
+	    .doc = "openai | anthropic | azure | bedrock | vertex | ollama (docs/providers.md)"),
 	KEY("url", CK_TEXT, struct cfg_provider, endpoints, .parse = cfg_parse_provider_url,
 	    .doc = "one endpoint named after the provider; exclusive with endpoints"),
 	KEY("endpoints", CK_CUSTOM, struct cfg_provider, endpoints, .custom = cfg_load_endpoints,
 	    .doc = "list of endpoints; exclusive with url"),
 	KEY("api_key", CK_STR, struct cfg_provider, api_key, .allow_empty = true,
-	    .doc = "sent upstream as Authorization: Bearer; empty means none"),
+	    .doc = "openai, ollama: Authorization: Bearer; anthropic: x-api-key; azure: api-key; empty means none"),
 	KEY("headers", CK_CUSTOM, struct cfg_provider, headers, .off2 = offsetof(struct cfg_provider, n_headers),
 	    .custom = cfg_load_headers, .doc = "extra upstream headers (name: value)"),
 	KEY("health_check", CK_SECTION, struct cfg_provider, health, .sub = &health_section,

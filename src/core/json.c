@@ -926,7 +926,8 @@ bool json_is_true(struct json_val v)
 int json_write_str(struct buf *b, struct str s)
 {
 	static const char hex[] = "0123456789abcdef";
-	const uint8_t *p = (const uint8_t *)s.p, *end = p + s.n, *run;
+	/* an empty view may be { NULL, 0 }: NULL + 0 is undefined in C */
+	const uint8_t *p = (const uint8_t *)(s.p ? s.p : ""), *end = p + s.n, *run;
 	size_t n0 = b->n;
 	int rc;
 

@@ -749,7 +749,7 @@ static void conn_fail(struct conn *c, int status, const char *type,
 	}
 	c->closing = true;
 	c->state = CS_BUSY;
-	api_error_openai(c->req, status, type, code, "%s", msg);
+	api_error(c->req, status, type, code, "%s", msg);
 }
 
 /* ---- request framing ---- */

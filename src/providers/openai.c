@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "core/json.h"
-#include "providers/provider.h"
+#include "providers/openai_wire.h"
 
 /* One replacement of body[off, off+len) by repl; edits never overlap. */
 struct body_edit {
@@ -50,28 +50,26 @@ static const struct json_member *member(const struct upstream_call *c, const cha
 	return NULL;
 }
 
-/* The name the upstream knows the model by. */
-static struct str upstream_name(const struct upstream_call *call, const struct cfg_model *m)
+int openai_build_body(struct arena *a, const struct upstream_call *call,
+		      const struct cfg_model *model, struct provider_request *out)
 {
-	if (m->upstream_model)
-		return str_cstr(m->upstream_model);
-	if (m->is_glob)
-		return call->requested_model;
-	return str_cstr(m->name);
-}
-
-static int openai_build(struct arena *a, const struct upstream_call *call,
-			const struct cfg_model *model, const struct cfg_endpoint *ep,
-			const char *request_id, struct provider_request *out)
-{
-	const struct cfg_provider *prov = model->provider;
+	if (call->dialect != DIALECT_OPENAI) {
+		/* another dialect's client: encode from the canonical request */
+		struct buf b;
+		buf_init(&b, 0);
+		int rc = openai_req_encode(call->canon, provider_upstream_name(call, model), &b);
+		if (rc == UMB_OK)
+			provider_body_set(a, out, &b);
+		buf_clear(&b);
+		return rc;
+	}
 	struct body_edit ed[3];
 	size_t n_ed = 0;
 #define OFF(ptr) ((size_t)((ptr) - call->body.p))
 
 	/* model rewrite */
 	const struct json_member *mm = member(call, "model");
-	struct str want = upstream_name(call, model);
+	struct str want = provider_upstream_name(call, model);
 	if (!mm || !str_eq(want, call->requested_model)) {
 		/* a routed request may have no model member: insert one */
 		struct buf q;
@@ -125,28 +123,26 @@ static int openai_build(struct arena *a, const struct upstream_call *call,
 #undef OFF
 	/* at most 3 edits: 7 pieces, within PROVIDER_MAX_PARTS */
 	body_split(call->body, ed, n_ed, out);
+	return UMB_OK;
+}
 
+static int openai_build(struct arena *a, const struct upstream_call *call,
+			const struct cfg_model *model, const struct cfg_endpoint *ep,
+			const char *request_id, struct provider_request *out)
+{
+	if (openai_build_body(a, call, model, out))
+		return UMB_ERR;
 	const char *path = call->op == UPSTREAM_EMBEDDINGS ? "/v1/embeddings" : "/v1/chat/completions";
 	out->url = arena_join(a, ep->origin, path, NULL);
 	size_t h = 0;
 	out->headers[h++] = "Content-Type: application/json";
 	out->headers[h++] = "Expect:"; /* no 100-continue round trip on big bodies */
 	out->headers[h++] = arena_join(a, "x-request-id: ", request_id, NULL);
-	const char *key = model->api_key ? model->api_key : prov->api_key;
+	const char *key = model->api_key ? model->api_key : model->provider->api_key;
 	if (key && *key)
 		out->headers[h++] = arena_join(a, "Authorization: Bearer ", key, NULL);
-	for (size_t i = 0; i < prov->n_headers && h < UMB_ARRAY_LEN(out->headers); i++) {
-		bool overridden = false; /* the model's own header wins */
-		for (size_t j = 0; j < model->n_headers && !overridden; j++)
-			overridden = !strcasecmp(model->headers[j].name, prov->headers[i].name);
-		if (!overridden)
-			out->headers[h++] = arena_join(a, prov->headers[i].name, ": ",
-						       prov->headers[i].value, NULL);
-	}
-	for (size_t i = 0; i < model->n_headers && h < UMB_ARRAY_LEN(out->headers); i++)
-		out->headers[h++] = arena_join(a, model->headers[i].name, ": ",
-					       model->headers[i].value, NULL);
 	out->n_headers = h;
+	provider_extra_headers(a, model, out);
 	return UMB_OK;
 }
 
@@ -167,8 +163,7 @@ static void read_usage(struct json_val usage, struct provider_usage *u)
 		u->cached_prompt_tokens = UMB_MIN((uint64_t)x, u->prompt_tokens);
 }
 
-static int openai_finish(const struct upstream_call *call, struct str body,
-			 struct provider_usage *usage)
+int openai_finish(const struct upstream_call *call, struct str body, struct provider_usage *usage)
 {
 	UMB_UNUSED(call);
 	struct json_val root, u;
@@ -180,9 +175,9 @@ static int openai_finish(const struct upstream_call *call, struct str body,
 	return UMB_OK;
 }
 
-static enum provider_event_action openai_stream_event(const struct upstream_call *call,
-						      const struct sse_event *ev,
-						      struct provider_usage *usage)
+enum provider_event_action openai_stream_event(const struct upstream_call *call,
+					       const struct sse_event *ev,
+					       struct provider_usage *usage)
 {
 	if (!ev->has_data)
 		return PROVIDER_FORWARD; /* comments, keep-alives */
@@ -214,11 +209,62 @@ static enum provider_event_action openai_stream_event(const struct upstream_call
 	return PROVIDER_FORWARD;
 }
 
+/* ---- translation: an Anthropic client on an OpenAI-shaped upstream ---- */
+
+int openai_decode(struct arena *a, const struct upstream_call *call, struct str body,
+		  struct canon_resp *out)
+{
+	UMB_UNUSED(call);
+	return openai_resp_decode(a, body, out);
+}
+
+void openai_stream_init(void *st, const struct upstream_call *call)
+{
+	UMB_UNUSED(call);
+	openai_stream_dec_init(st);
+}
+
+int openai_stream_feed(void *st, const char *p, size_t n, const struct canon_sink *sink)
+{
+	return openai_stream_dec_feed(st, p, n, sink);
+}
+
+int openai_stream_finish(void *st, const struct canon_sink *sink)
+{
+	return openai_stream_dec_finish(st, sink);
+}
+
+void openai_stream_clear(void *st)
+{
+	openai_stream_dec_clear(st);
+}
+
+const char *openai_error_message(struct arena *a, struct str body)
+{
+	struct json_val root, err, msg;
+	struct json_err jerr;
+	if (json_parse(body.p, body.n, &root, &jerr) || root.type != JSON_OBJECT ||
+	    !json_obj_get(root, "error", &err) || err.type != JSON_OBJECT ||
+	    !json_obj_get(err, "message", &msg) || msg.type != JSON_STRING)
+		return NULL;
+	struct str m = canon_decode(a, &msg);
+	return arena_strndup(a, m.p, utf8_complete_prefix(m.p, UMB_MIN(m.n, (size_t)300)));
+}
+
 static const struct provider_ops openai_ops = {
 	.name = "openai",
+	.native = DIALECT_OPENAI,
 	.build = openai_build,
 	.finish = openai_finish,
 	.stream_event = openai_stream_event,
+	.decode = openai_decode,
+	.stream_size = sizeof(struct openai_stream_dec),
+	.stream_init = openai_stream_init,
+	.stream_feed = openai_stream_feed,
+	.stream_finish = openai_stream_finish,
+	.stream_clear = openai_stream_clear,
+	.embeddings = true,
+	.error_message = openai_error_message,
 	.health_path = "/v1/models",
 };
 

@@ -16,6 +16,8 @@
 #include <event2/event.h>
 
 #include "api/api.h"
+#include "providers/anthropic_fmt.h"
+#include "providers/openai_fmt.h"
 #include "spend/prices.h"
 #include "http/http.h"
 #include "metrics/metrics.h"
@@ -64,6 +66,17 @@ struct fwd {
 	struct provider_usage usage;
 	bool client_started, client_done, saw_done;
 
+	/* translation (docs/providers.md): the provider's wire format is not
+	 * the client's dialect. dec decodes the upstream's stream into
+	 * canonical events; enc writes them in the client's dialect. */
+	bool xlate;
+	void *dec;              /* ops->stream_size bytes, per attempt */
+	struct canon_sink sink;
+	union {
+		struct openai_stream_enc oa;
+		struct anthropic_stream_enc an;
+	} enc;
+
 	/* an internal call (routing classifier): the answer goes to done_cb,
 	 * never to the client, within deadline_ns */
 	upstream_done_cb done_cb;
@@ -71,6 +84,7 @@ struct fwd {
 	uint64_t internal_deadline_ns;
 
 	/* the last failure, for the final answer */
+	const char *unsupported; /* a model could not express the request: why */
 	const char *last_kind;
 	int last_status;
 	char last_retry_after[32];
@@ -142,6 +156,10 @@ static void fwd_attempt_end(struct fwd *f)
 		f->hdrs = NULL;
 	}
 	sse_clear(&f->sse);
+	if (f->dec) {
+		f->pool->ops->stream_clear(f->dec);
+		f->dec = NULL;
+	}
 	buf_reset(&f->batch);
 	f->paused = false;
 }
@@ -150,6 +168,8 @@ static void fwd_cleanup(void *arg)
 {
 	struct fwd *f = arg;
 	fwd_attempt_end(f);
+	if (f->xlate && f->client_started && f->call.dialect == DIALECT_ANTHROPIC)
+		anthropic_stream_enc_clear(&f->enc.an);
 	if (f->timer)
 		event_free(f->timer);
 	f->timer = NULL;
@@ -174,9 +194,12 @@ static void fwd_note_served(struct fwd *f)
 		r->completion_tokens = f->usage.completion_tokens;
 		/* what the upstream's own counts cost (docs/prices.md) */
 		struct price p;
-		struct usage_tokens u = { .prompt = f->usage.prompt_tokens,
+		/* prices.h bills cache writes apart from the other prompt tokens */
+		uint64_t writes = UMB_MIN(f->usage.cache_write_tokens, f->usage.prompt_tokens);
+		struct usage_tokens u = { .prompt = f->usage.prompt_tokens - writes,
 					  .completion = f->usage.completion_tokens,
-					  .cached_prompt = f->usage.cached_prompt_tokens };
+					  .cached_prompt = f->usage.cached_prompt_tokens,
+					  .cache_write = writes };
 		const char *src;
 		char req[PRICES_NAME_MAX + 1];
 		snprintf(req, sizeof req, "%.*s", (int)UMB_MIN(f->call.requested_model.n, (size_t)PRICES_NAME_MAX),
@@ -240,7 +263,31 @@ static void fwd_client_start(struct fwd *f)
 	r->upstream_ns += clock_mono_ns() - f->attempt_start_ns;
 	fwd_note_served(f);
 	f->client_started = true;
+	if (f->xlate) {
+		struct str shown = str_cstr(r->model_shown);
+		if (f->call.dialect == DIALECT_ANTHROPIC)
+			anthropic_stream_enc_init(&f->enc.an, shown);
+		else
+			openai_stream_enc_init(&f->enc.oa, shown, f->call.client_wants_usage);
+	}
 	http_stream_begin(r, 200, "text/event-stream", STR_NULL);
+}
+
+/* A canonical event from the provider's stream decoder: count usage and
+ * write it in the client's dialect. */
+static int fwd_on_canon(void *arg, const struct canon_ev *ev)
+{
+	struct fwd *f = arg;
+	if (ev->type == CEV_USAGE)
+		f->usage = ev->usage;
+	else if (ev->type == CEV_END)
+		f->saw_done = true;
+	if (!f->client_started)
+		fwd_client_start(f);
+	int rc = f->call.dialect == DIALECT_ANTHROPIC
+		? anthropic_stream_enc_event(&f->enc.an, ev, &f->batch)
+		: openai_stream_enc_event(&f->enc.oa, ev, &f->batch);
+	return rc ? UMB_ERR : 0;
 }
 
 static int fwd_on_event(void *arg, const struct sse_event *ev)
@@ -264,15 +311,24 @@ static int fwd_on_event(void *arg, const struct sse_event *ev)
 	return 0;
 }
 
+/* A stream broke after the client got its first event: one error event in
+ * the client's dialect, then the connection closes (DESIGN.md). */
 static void fwd_stream_error(struct fwd *f, const char *code, const char *msg)
 {
 	struct buf b;
 	buf_init(&b, 0);
-	buf_append_cstr(&b, "data: {\"error\":{\"message\":");
-	json_write_cstr(&b, msg);
-	buf_append_cstr(&b, ",\"type\":\"api_error\",\"code\":");
-	json_write_cstr(&b, code);
-	buf_append_cstr(&b, "}}\n\n");
+	if (f->call.dialect == DIALECT_ANTHROPIC) {
+		buf_append_lit(&b, "event: error\ndata: ");
+		anthropic_error_body(!strcmp(code, "upstream_timeout") ? "timeout_error" : "api_error",
+				     msg, &b);
+		buf_append_lit(&b, "\n\n");
+	} else {
+		buf_append_cstr(&b, "data: {\"error\":{\"message\":");
+		json_write_cstr(&b, msg);
+		buf_append_cstr(&b, ",\"type\":\"api_error\",\"code\":");
+		json_write_cstr(&b, code);
+		buf_append_cstr(&b, "}}\n\n");
+	}
 	http_stream_write(f->r, b.p, b.n);
 	buf_clear(&b);
 	f->client_done = true;
@@ -286,7 +342,8 @@ static size_t fwd_on_data(char *p, size_t size, size_t n, void *arg)
 	f->deadline_ns = clock_mono_ns() + (uint64_t)f->pool->prov->timeouts.idle_ms * 1000000u;
 	if (f->client_done)
 		return CURL_WRITEFUNC_ERROR;
-	bool streaming = f->call.stream && f->is_sse && f->status >= 200 && f->status < 300;
+	bool streaming = f->call.stream && (f->is_sse || f->xlate) && f->status >= 200 &&
+			 f->status < 300;
 	if (!streaming) {
 		int rc = buf_append(&f->body, p, len);
 		if (rc) {
@@ -299,7 +356,8 @@ static size_t fwd_on_data(char *p, size_t size, size_t n, void *arg)
 		f->paused = true; /* resumed by the drain hook */
 		return CURL_WRITEFUNC_PAUSE;
 	}
-	int rc = sse_feed(&f->sse, p, len, fwd_on_event, f);
+	int rc = f->xlate ? f->pool->ops->stream_feed(f->dec, p, len, &f->sink)
+			  : sse_feed(&f->sse, p, len, fwd_on_event, f);
 	if (f->batch.n) {
 		http_stream_write(f->r, f->batch.p, f->batch.n);
 		buf_reset(&f->batch);
@@ -367,7 +425,15 @@ static void fwd_finish_stream(struct fwd *f, CURLcode code)
 		fwd_attempt_end(f);
 		return;
 	}
-	if (code != CURLE_OK || sse_pending(&f->sse) > 0) {
+	/* a stream that closed before its terminal event ([DONE],
+	 * message_stop, ...) was cut short, however cleanly */
+	bool cut = f->xlate ? code == CURLE_OK && f->pool->ops->stream_finish(f->dec, &f->sink)
+			    : sse_pending(&f->sse) > 0 || !f->saw_done;
+	if (f->batch.n) { /* what finishing the decoder produced */
+		http_stream_write(f->r, f->batch.p, f->batch.n);
+		buf_reset(&f->batch);
+	}
+	if (code != CURLE_OK || cut) {
 		const char *kind = f->fail_kind ? f->fail_kind : code ? kind_of_curl(code) : "reset";
 		metrics_upstream_error(f->r->w->metrics, f->pool->prov->name, fwd_ep(f)->name, kind);
 		f->r->error_kind = kind;
@@ -434,20 +500,58 @@ static void fwd_relay_error(struct fwd *f)
 		return;
 	}
 	fwd_note_served(f);
-	const char *msg = upstream_message(r->arena, buf_str(&f->body));
+	const char *msg = f->pool->ops->error_message
+		? f->pool->ops->error_message(r->arena, buf_str(&f->body)) : NULL;
+	if (!msg)
+		msg = upstream_message(r->arena, buf_str(&f->body));
 	const char *pn = f->pool->prov->name;
 	int st = f->status;
 	if (st == 401 || st == 403) {
-		api_error_openai(r, 502, "api_error", "upstream_error",
+		api_error(r, 502, "api_error", "upstream_error",
 				   "upstream %s refused the gateway's credentials (status %d)", pn, st);
 		return;
 	}
 	const char *type = st == 404 ? "not_found_error" : "invalid_request_error";
 	if (msg)
-		api_error_openai(r, st, type, "upstream_error", "%s", msg);
+		api_error(r, st, type, "upstream_error", "%s", msg);
 	else
-		api_error_openai(r, st, type, "upstream_error",
+		api_error(r, st, type, "upstream_error",
 				   "upstream %s returned status %d", pn, st);
+}
+
+/* A complete 2xx answer: read its usage and leave in f->body what the
+ * client (or an internal caller, which speaks OpenAI) gets. UMB_ERR when
+ * the upstream's body is garbage. */
+static int fwd_answer(struct fwd *f)
+{
+	const struct provider_ops *ops = f->pool->ops;
+	struct req *r = f->r;
+	if (!f->xlate || (f->call.op == UPSTREAM_EMBEDDINGS && !ops->embeddings_to_openai))
+		return ops->finish ? ops->finish(&f->call, buf_str(&f->body), &f->usage) : UMB_ERR;
+	/* the decoded form may point into f->body: write the answer apart */
+	struct buf out;
+	buf_init(&out, r->rt->cfg->limits.max_response_bytes);
+	int rc;
+	if (f->call.op == UPSTREAM_EMBEDDINGS) {
+		rc = ops->embeddings_to_openai(r->arena, &f->call, buf_str(&f->body), &out, &f->usage);
+	} else {
+		struct canon_resp resp;
+		rc = ops->decode(r->arena, &f->call, buf_str(&f->body), &resp);
+		if (rc == UMB_OK) {
+			f->usage = resp.usage;
+			fwd_note_served(f);
+			struct str shown = f->done_cb ? f->call.requested_model : str_cstr(r->model_shown);
+			rc = f->call.dialect == DIALECT_ANTHROPIC ? anthropic_resp_encode(&resp, shown, &out)
+								  : openai_resp_encode(&resp, shown, &out);
+		}
+	}
+	if (rc == UMB_OK) {
+		buf_clear(&f->body);
+		f->body = out; /* the buffer moves: nothing else points into it */
+	} else {
+		buf_clear(&out);
+	}
+	return rc;
 }
 
 static void fwd_on_done(struct umulti_xfer *x, CURLcode code)
@@ -479,12 +583,12 @@ static void fwd_on_done(struct umulti_xfer *x, CURLcode code)
 		fwd_relay_error(f);
 		return;
 	}
-	if (f->call.stream && f->is_sse) {
+	if (f->call.stream && (f->is_sse || f->xlate)) {
 		/* a 2xx stream that ended before any event: garbage */
 		fwd_attempt_failed(f, "garbage", true);
 		return;
 	}
-	if (f->pool->ops->finish(&f->call, buf_str(&f->body), &f->usage)) {
+	if (fwd_answer(f)) {
 		fwd_attempt_failed(f, "garbage", true);
 		return;
 	}
@@ -567,15 +671,54 @@ static void fwd_on_tunnel_done(void *ctx, CURLcode code)
 
 /* ---- attempts ---- */
 
+/* The canonical request, built once the first time an attempt needs
+ * translation (an OpenAI client's body is otherwise never re-parsed).
+ * Nonzero when the body cannot be translated: the client got a 400. */
+static int fwd_canon(struct fwd *f)
+{
+	struct req *r = f->r;
+	struct canon_req *c = arena_alloc(r->arena, sizeof *c);
+	if (f->call.canon) {
+		*c = *f->call.canon;
+	} else {
+		char why[256];
+		if (openai_req_decode(r->arena, f->call.body, c, why, sizeof why)) {
+			fwd_attempt_end(f);
+			f->client_done = true;
+			api_error(r, 400, "invalid_request_error", "invalid_value",
+				  "cannot translate the request for model %s: %s", f->model->name, why);
+			return UMB_ERR;
+		}
+	}
+	c->stream = f->call.stream; /* an internal call never streams */
+	canon_fill_result_names(c);
+	f->call.canon = c;
+	return UMB_OK;
+}
+
 static void fwd_start_attempt(struct fwd *f)
 {
 	struct req *r = f->r;
 	const struct cfg_endpoint *ep = fwd_ep(f);
 	const struct cfg_provider *prov = f->pool->prov;
+	const struct provider_ops *ops = f->pool->ops;
 	struct provider_request pr = { 0 };
-	if (f->pool->ops->build(r->arena, &f->call, f->model, ep, r->id, &pr)) {
-		fwd_attempt_failed(f, "garbage", false);
+	f->xlate = ops->native != f->call.dialect;
+	if (f->xlate && f->call.op == UPSTREAM_CHAT && fwd_canon(f))
+		return; /* answered 400 */
+	if (ops->build(r->arena, &f->call, f->model, ep, r->id, &pr)) {
+		log_info("request %s: provider %s cannot build a request for model %s%s%s", r->id,
+			 prov->name, f->model->name, pr.unsupported ? ": " : "",
+			 pr.unsupported ? pr.unsupported : "");
+		if (pr.unsupported)
+			f->unsupported = pr.unsupported;
+		fwd_attempt_failed(f, pr.unsupported ? "unsupported" : "build", false);
 		return;
+	}
+	if (f->xlate && f->call.stream) {
+		f->dec = arena_alloc(r->arena, ops->stream_size);
+		ops->stream_init(f->dec, &f->call);
+		f->sink = (struct canon_sink){ fwd_on_canon, f };
 	}
 	r->attempts++;
 	f->any_attempt = true;
@@ -649,8 +792,13 @@ static void fwd_fail_final(struct fwd *f)
 	r->model_shown = f->call.model->is_glob
 		? arena_strdup_str(r->arena, f->call.requested_model) : r->model;
 	const char *name = r->model_shown;
+	if (!f->any_attempt && f->unsupported) {
+		api_error(r, 400, "invalid_request_error", "unsupported_request",
+			  "model %s cannot take this request: %s", name, f->unsupported);
+		return;
+	}
 	if (!f->any_attempt) {
-		api_error_openai(r, 503, "api_error", "no_healthy_endpoint",
+		api_error(r, 503, "api_error", "no_healthy_endpoint",
 				 "no healthy endpoint for model %s", name);
 		return;
 	}
@@ -660,22 +808,22 @@ static void fwd_fail_final(struct fwd *f)
 			? str_cstr(arena_printf(r->arena, "retry-after: %s\r\n", f->last_retry_after))
 			: STR_NULL;
 		const char *msg = upstream_message(r->arena, buf_str(&f->last_body));
-		api_error_openai_h(r, 429, extra, "rate_limit_error", "rate_limited",
+		api_error_h(r, 429, extra, "rate_limit_error", "rate_limited",
 				   "upstream rate limit reached for model %s%s%s", name,
 				   msg ? ": " : "", msg ? msg : "");
 		return;
 	}
 	if (!strcmp(k, "timeout")) {
-		api_error_openai(r, 504, "api_error", "upstream_timeout",
+		api_error(r, 504, "api_error", "upstream_timeout",
 				 "upstream timed out for model %s", name);
 		return;
 	}
 	if (!strcmp(k, "status_5xx"))
-		api_error_openai(r, 502, "api_error", "upstream_error",
+		api_error(r, 502, "api_error", "upstream_error",
 				 "upstream returned status %d for model %s", f->last_status,
 				 name);
 	else
-		api_error_openai(r, 502, "api_error", "upstream_error",
+		api_error(r, 502, "api_error", "upstream_error",
 				 "upstream failed (%s) for model %s", k, name);
 }
 

@@ -14,6 +14,7 @@
 #include "config/config.h"
 #include "core/core.h"
 #include "core/json.h"
+#include "providers/canon.h"
 
 struct event_base;
 struct metrics_shard;
@@ -61,6 +62,17 @@ struct upstream_call {
 	bool stream;              /* client asked for SSE */
 	bool client_wants_usage;  /* stream_options.include_usage was true */
 	bool onprem_only;         /* sensitive: fallbacks must be locality onprem */
+	/* Translation (docs/providers.md). `body` and `members` are always
+	 * the OpenAI-shaped request; dialect says how the client speaks. For
+	 * an Anthropic client, native_body/native_members are its own
+	 * Anthropic body (passed through to anthropic-type upstreams) and
+	 * canon is set at ingress. For an OpenAI client canon is built the
+	 * first time a non-OpenAI upstream is tried. */
+	int dialect;                          /* enum api_dialect */
+	const struct canon_req *canon;
+	struct str native_body;
+	struct json_member *native_members;
+	size_t n_native_members;
 };
 
 /** Forward a request; the response (or error) is sent to the client from

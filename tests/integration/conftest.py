@@ -244,8 +244,8 @@ class Gateway(JsonLog):
         body.update(extra)
         return self.post("/v1/chat/completions", json_body=body, headers=headers)
 
-    def stream(self, body, headers=None, timeout=15.0):
-        return httpc.stream(self.port, body, headers, timeout, tls=self.tls_ctx)
+    def stream(self, body, headers=None, timeout=15.0, path="/v1/chat/completions"):
+        return httpc.stream(self.port, body, headers, timeout, tls=self.tls_ctx, path=path)
 
     def conn(self, timeout=15.0):
         return httpc.Conn(self.port, tls=self.tls_ctx, timeout=timeout)

@@ -24,10 +24,12 @@ Scripting, per test (in-process use, see FakeUpstream):
 
 Scripting from outside (the SDK tests run this file as a subprocess): the last
 user message's content "fake:status=429,retry_after=7" or
-"fake:content=hello world" etc. sets the Behavior's fields for that request.
+"fake:content=hello world" etc. sets the Behavior's fields for that request;
+"fake:tools=2" makes the answer two parallel get_weather calls.
 
 CLI:  python3 fakeupstream.py --port N [--host 127.0.0.1] [--unix PATH]
                               [--tls-cert F --tls-key F] [--content TEXT]
+                              [--set NAME=JSON]...   (attributes the wire fakes read)
       prints "READY <port-or-path>" on stdout once listening.
 """
 
@@ -72,6 +74,10 @@ class Behavior:
     truncate_body  send the head (full Content-Length) and half the body, then close
     sse_raw        stream: send exactly these byte strings (one write each,
                    sse_interval s apart) as the SSE body instead of generated events
+    tool_calls     the assistant calls tools instead of answering: a list of
+                   {"id", "name", "arguments"} (arguments: a JSON text); every
+                   wire format renders them its own way (parallel calls included)
+    cached_tokens  prompt tokens reported as read from the prompt cache
     """
 
     def __init__(self, **kw):
@@ -100,6 +106,8 @@ class Behavior:
         self.sse_raw = None
         self.sse_interval = 0.02
         self.truncate_body = False
+        self.tool_calls = None
+        self.cached_tokens = 0
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("unknown Behavior field %r" % k)
@@ -125,6 +133,11 @@ class Behavior:
                     except ValueError:
                         val = v
             kw[k] = val
+        n_tools = kw.pop("tools", 0)
+        if n_tools:  # "tools=N": N parallel get_weather calls
+            cities = ["Paris", "Oslo", "Lima", "Kyiv"]
+            kw["tool_calls"] = [{"id": "call_fake%d" % i, "name": "get_weather",
+                                 "arguments": json.dumps({"city": cities[i % 4]})} for i in range(n_tools)]
         return Behavior(**kw)
 
 
@@ -557,6 +570,7 @@ class FakeUpstream:
             return _keepalive(req)
 
         b = self._behavior_for(req)
+        wire = _wire_for(req)
         if b.close_without_answer:
             return False
         if b.hang:
@@ -583,8 +597,14 @@ class FakeUpstream:
             return keep
         if b.status != 200:
             ct = b.content_type or "application/json"
-            await self._send(conn, b.status, [("Content-Type", ct)] + extra, _error_body(b.status), b.chunked, not keep)
+            body = _error_body(b.status)
+            if wire is not None:
+                ct, body, more = wire.error_body(b.status)
+                extra = extra + list(more)
+            await self._send(conn, b.status, [("Content-Type", ct)] + extra, body, b.chunked, not keep)
             return keep
+        if wire is not None:
+            return await wire.respond(self, conn, req, b, keep, extra)
 
         try:
             payload = json.loads(req.body) if req.body else {}
@@ -608,10 +628,16 @@ class FakeUpstream:
 
         cid = "chatcmpl-fake%06d" % len(self.requests)
         if not payload.get("stream"):
+            message = {"role": "assistant", "content": b.content, "refusal": None}
+            if b.tool_calls:
+                message["content"] = None
+                message["tool_calls"] = [{"id": t["id"], "type": "function",
+                                          "function": {"name": t["name"], "arguments": t["arguments"]}}
+                                         for t in b.tool_calls]
             body = json.dumps({
                 "id": cid, "object": "chat.completion", "created": CREATED, "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": b.content, "refusal": None},
-                             "logprobs": None, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": message,
+                             "logprobs": None, "finish_reason": "tool_calls" if b.tool_calls else "stop"}],
                 "usage": _usage(b),
                 "system_fingerprint": "fp_fake",
             }, separators=(",", ":")).encode()
@@ -673,9 +699,19 @@ def stream_events(cid, model, b, include_usage):
         return ("data: " + json.dumps(d, separators=(",", ":")) + "\n\n").encode()
 
     out = [("role", chunk({"role": "assistant", "content": "", "refusal": None}))]
-    for p in pieces:
-        out.append(("content", chunk({"content": p})))
-    out.append(("finish", chunk({}, "stop")))
+    if b.tool_calls:
+        # each call: its id and name, then the arguments in two fragments
+        for i, t in enumerate(b.tool_calls):
+            out.append(("content", chunk({"tool_calls": [{"index": i, "id": t["id"], "type": "function",
+                                                          "function": {"name": t["name"], "arguments": ""}}]})))
+            a = t["arguments"]
+            for frag in (a[:len(a) // 2], a[len(a) // 2:]):
+                out.append(("content", chunk({"tool_calls": [{"index": i, "function": {"arguments": frag}}]})))
+        out.append(("finish", chunk({}, "tool_calls")))
+    else:
+        for p in pieces:
+            out.append(("content", chunk({"content": p})))
+        out.append(("finish", chunk({}, "stop")))
     if include_usage and b.usage_in_stream:
         d = {"id": cid, "object": "chat.completion.chunk", "created": CREATED, "model": model,
              "system_fingerprint": "fp_fake", "choices": [], "usage": _usage(b)}
@@ -685,8 +721,11 @@ def stream_events(cid, model, b, include_usage):
 
 
 def _usage(b):
-    return {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens,
-            "total_tokens": b.prompt_tokens + b.completion_tokens}
+    u = {"prompt_tokens": b.prompt_tokens, "completion_tokens": b.completion_tokens,
+         "total_tokens": b.prompt_tokens + b.completion_tokens}
+    if b.cached_tokens:
+        u["prompt_tokens_details"] = {"cached_tokens": b.cached_tokens}
+    return u
 
 
 def _embeddings_body(payload, model, b):
@@ -729,18 +768,47 @@ def _keepalive(req):
 
 
 def _magic_text(body):
+    """The "fake:..." text of the last message, whatever the wire format:
+    OpenAI/Anthropic/Ollama messages[].content (a string or text blocks),
+    Bedrock messages[].content[].text, Gemini contents[].parts[].text."""
     try:
         p = json.loads(body)
-        msgs = p.get("messages") or []
+        msgs = p.get("messages") or p.get("contents") or []
         if msgs:
-            c = msgs[-1].get("content")
-            if isinstance(c, str) and c.startswith("fake:"):
-                return c
+            last = msgs[-1]
+            c = last.get("content", last.get("parts"))
+            texts = [c] if isinstance(c, str) else [
+                blk.get("text") for blk in (c or []) if isinstance(blk, dict)]
+            for t in texts:
+                if isinstance(t, str) and t.startswith("fake:"):
+                    return t
         inp = p.get("input")
         if isinstance(inp, str) and inp.startswith("fake:"):
             return inp
     except Exception:  # noqa: BLE001
         return None
+    return None
+
+
+# Wire formats other than OpenAI's: each module (fakewire_<type>.py) has
+#   match(req) -> bool                      is this request in its format?
+#   error_body(status) -> (content_type, body bytes, [(header, value)])
+#   async respond(fake, conn, req, b, keep, extra) -> keep
+# and checks what the gateway sent (headers, signatures) before answering.
+_WIRES = []
+
+
+def _wire_for(req):
+    if not _WIRES:
+        import importlib
+        for name in ("anthropic", "bedrock", "vertex", "ollama", "azure"):
+            try:
+                _WIRES.append(importlib.import_module("fakewire_" + name))
+            except ImportError:
+                pass
+    for w in _WIRES:
+        if w.match(req):
+            return w
     return None
 
 
@@ -757,11 +825,16 @@ def main(argv=None):
     ap.add_argument("--tls-cert")
     ap.add_argument("--tls-key")
     ap.add_argument("--content", help="default assistant text")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
+                    help="set an attribute the wire fakes read (e.g. expect_api_key=\"k\")")
     a = ap.parse_args(argv)
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
     fake = FakeUpstream(host=a.host, port=a.port, unix_path=a.unix, tls=tls, name="cli")
     if a.content:
         fake.default = Behavior(content=a.content)
+    for kv in a.set:
+        name, val = kv.split("=", 1)
+        setattr(fake, name, json.loads(val))
     fake.start()
     print("READY %s" % (a.unix or fake.port), flush=True)
     done = threading.Event()

@@ -239,13 +239,13 @@ def chat(port, model="m", messages=None, headers=None, **extra):
     return request(port, "POST", "/v1/chat/completions", json_body=body, headers=headers)
 
 
-def stream(port, body, headers=None, timeout=15.0, tls=None):
+def stream(port, body, headers=None, timeout=15.0, tls=None, path="/v1/chat/completions"):
     """Sends a streaming chat request; returns (response, [(t, event bytes)], t_sent)."""
     with Conn(port, tls=tls, timeout=timeout) as c:
         hdrs = {"Connection": "close"}
         hdrs.update(headers or {})
         t0 = time.monotonic()
-        c.send_request("POST", "/v1/chat/completions", json.dumps(body).encode(),
+        c.send_request("POST", path, json.dumps(body).encode(),
                        dict(hdrs, **{"Content-Type": "application/json"}))
         r = c.read_head()
         if r.status != 200:

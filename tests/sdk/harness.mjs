@@ -24,9 +24,13 @@ export function freePort() {
   });
 }
 
-export function startFake() {
+/** Start the fake upstream; `sets` are NAME=JSON attributes its wire
+ * fakes read (expected keys and the like). */
+export function startFake(sets = []) {
   return new Promise((resolve, reject) => {
-    const p = spawn(PYTHON, [FAKE, '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const args = [FAKE, '--port', '0'];
+    for (const s of sets) args.push('--set', s);
+    const p = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error('fake upstream did not start: ' + out)), 10000);
     p.stdout.on('data', (d) => {

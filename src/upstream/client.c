@@ -5,6 +5,7 @@
 
 #include <event2/event.h>
 
+#include "providers/gcp_auth.h"
 #include "upstream/upstream_int.h"
 
 struct usock {
@@ -176,5 +177,6 @@ void upstream_global_init(void)
 
 void upstream_global_cleanup(void)
 {
+	gcp_auth_shutdown(); /* the Vertex token refreshers use curl */
 	curl_global_cleanup();
 }

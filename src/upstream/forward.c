@@ -707,9 +707,10 @@ static void fwd_start_attempt(struct fwd *f)
 	if (f->xlate && f->call.op == UPSTREAM_CHAT && fwd_canon(f))
 		return; /* answered 400 */
 	if (ops->build(r->arena, &f->call, f->model, ep, r->id, &pr)) {
-		log_info("request %s: provider %s cannot build a request for model %s%s%s", r->id,
-			 prov->name, f->model->name, pr.unsupported ? ": " : "",
-			 pr.unsupported ? pr.unsupported : "");
+		/* debug: a provider logs its own trouble (a missing token) once */
+		log_debug("request %s: provider %s cannot build a request for model %s%s%s", r->id,
+			  prov->name, f->model->name, pr.unsupported ? ": " : "",
+			  pr.unsupported ? pr.unsupported : "");
 		if (pr.unsupported)
 			f->unsupported = pr.unsupported;
 		fwd_attempt_failed(f, pr.unsupported ? "unsupported" : "build", false);

@@ -30,6 +30,7 @@ user message's content "fake:status=429,retry_after=7" or
 CLI:  python3 fakeupstream.py --port N [--host 127.0.0.1] [--unix PATH]
                               [--tls-cert F --tls-key F] [--content TEXT]
                               [--set NAME=JSON]...   (attributes the wire fakes read)
+                              [--vertex-sa PATH]     (a service account for the vertex fake)
       prints "READY <port-or-path>" on stdout once listening.
 """
 
@@ -827,6 +828,8 @@ def main(argv=None):
     ap.add_argument("--content", help="default assistant text")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=JSON",
                     help="set an attribute the wire fakes read (e.g. expect_api_key=\"k\")")
+    ap.add_argument("--vertex-sa", metavar="PATH",
+                    help="make a service account whose tokens this fake issues at /token; write its key file")
     a = ap.parse_args(argv)
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
     fake = FakeUpstream(host=a.host, port=a.port, unix_path=a.unix, tls=tls, name="cli")
@@ -836,6 +839,10 @@ def main(argv=None):
         name, val = kv.split("=", 1)
         setattr(fake, name, json.loads(val))
     fake.start()
+    if a.vertex_sa:
+        import fakewire_vertex
+        fake.vertex_auth = fakewire_vertex.ServiceAccount(fake.url + "/token")
+        fake.vertex_auth.write(a.vertex_sa)
     print("READY %s" % (a.unix or fake.port), flush=True)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -24,12 +24,11 @@ export function freePort() {
   });
 }
 
-/** Start the fake upstream; `sets` are NAME=JSON attributes its wire
- * fakes read (expected keys and the like). */
-export function startFake(sets = []) {
+/** Start the fake upstream; `extra` are more of its command-line options
+ * (--set NAME=JSON for what its wire fakes expect, --vertex-sa PATH). */
+export function startFake(extra = []) {
   return new Promise((resolve, reject) => {
-    const args = [FAKE, '--port', '0'];
-    for (const s of sets) args.push('--set', s);
+    const args = [FAKE, '--port', '0', ...extra];
     const p = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error('fake upstream did not start: ' + out)), 10000);

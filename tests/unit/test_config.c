@@ -367,15 +367,43 @@ static void test_unimplemented(void **state)
 		snprintf(want, sizeof(want), "t.yaml:1: %s is not implemented in this build yet", sections[i]);
 		expect_err(y, want);
 	}
-	expect_err("providers:\n  - { name: a, type: anthropic, api_key: x }\n" MOD,
-		   "t.yaml:2: providers[0].type: provider type anthropic is not implemented in this build yet (implemented: openai)");
-	const char *types[] = { "azure", "bedrock", "vertex", "ollama" };
-	for (size_t i = 0; i < UMB_ARRAY_LEN(types); i++) {
-		char y[512], want[256];
-		snprintf(y, sizeof(y), "providers:\n  - name: a\n    type: %s\n" MOD, types[i]);
-		snprintf(want, sizeof(want), "t.yaml:3: providers[0].type: provider type %s is not implemented in this build yet (implemented: openai)", types[i]);
-		expect_err(y, want);
+}
+
+/* What each provider type needs, and the vendor endpoint when url is
+ * absent (DESIGN.md "Provider URLs"). */
+static void test_provider_type_defaults(void **state)
+{
+	UMB_UNUSED(state);
+	static const struct {
+		const char *yaml, *origin;
+	} ok[] = {
+		{ "{ name: p, type: anthropic, api_key: x }", "https://api.anthropic.com" },
+		{ "{ name: p, type: ollama }", "http://127.0.0.1:11434" },
+		{ "{ name: p, type: bedrock, region: eu-west-3 }", "https://bedrock-runtime.eu-west-3.amazonaws.com" },
+		{ "{ name: p, type: vertex, project: x, location: us-central1, access_token: t }",
+		  "https://us-central1-aiplatform.googleapis.com" },
+		{ "{ name: p, type: vertex, project: x, location: global, access_token: t }",
+		  "https://aiplatform.googleapis.com" },
+		{ "{ name: p, type: azure, url: \"https://r.openai.azure.com\" }", "https://r.openai.azure.com" },
+	};
+	for (size_t i = 0; i < UMB_ARRAY_LEN(ok); i++) {
+		char y[512];
+		snprintf(y, sizeof y, "providers:\n  - %s\n" MOD, ok[i].yaml);
+		struct config *c = must_load(y);
+		assert_int_equal(c->providers[0].n_endpoints, 1);
+		assert_string_equal(c->providers[0].endpoints[0].origin, ok[i].origin);
+		config_free(c);
 	}
+	expect_err("providers:\n  - { name: p, type: bedrock }\n" MOD,
+		   "t.yaml:2: providers[0]: missing required key \"region\" for provider type bedrock "
+		   "(the AWS region requests are signed for, e.g. us-east-1)");
+	expect_err("providers:\n  - { name: p, type: vertex, location: l, access_token: t }\n" MOD,
+		   "t.yaml:2: providers[0]: provider type vertex needs \"project\" and \"location\" (e.g. us-central1)");
+	expect_err("providers:\n  - { name: p, type: vertex, project: p, location: l }\n" MOD,
+		   "t.yaml:2: providers[0]: provider type vertex needs exactly one of \"credentials_file\" "
+		   "(service-account JSON) and \"access_token\"");
+	expect_err("providers:\n  - { name: p, type: azure }\n" MOD,
+		   "t.yaml:2: providers[0]: missing url or endpoints, expected exactly one of them");
 }
 
 static void test_provider_type(void **state)
@@ -1724,6 +1752,7 @@ int main(void)
 		cmocka_unit_test(test_syntax_error_line),
 		cmocka_unit_test(test_unknown_keys),
 		cmocka_unit_test(test_unimplemented),
+		cmocka_unit_test(test_provider_type_defaults),
 		cmocka_unit_test(test_provider_type),
 		cmocka_unit_test(test_wrong_types),
 		cmocka_unit_test(test_duplicates),

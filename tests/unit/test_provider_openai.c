@@ -492,7 +492,30 @@ static void test_ops_table(void **state)
 	(void)state;
 	assert_string_equal(ops->name, "openai");
 	assert_string_equal(ops->health_path, "/v1/models");
-	assert_null(provider_ops_get(PROVIDER_ANTHROPIC));
+	assert_int_equal(ops->native, DIALECT_OPENAI);
+	/* every configurable type has its table, each its own name */
+	static const struct {
+		enum provider_type t;
+		const char *name;
+		int native;
+	} all[] = {
+		{ PROVIDER_OPENAI, "openai", DIALECT_OPENAI },
+		{ PROVIDER_AZURE, "azure", DIALECT_OPENAI },
+		{ PROVIDER_ANTHROPIC, "anthropic", DIALECT_ANTHROPIC },
+		{ PROVIDER_BEDROCK, "bedrock", -1 },
+		{ PROVIDER_VERTEX, "vertex", -1 },
+		{ PROVIDER_OLLAMA, "ollama", -1 },
+	};
+	for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+		const struct provider_ops *o = provider_ops_get(all[i].t);
+		assert_non_null(o);
+		assert_string_equal(o->name, all[i].name);
+		assert_int_equal(o->native, all[i].native);
+		/* translation is always possible: decoders for answers and streams */
+		assert_non_null(o->decode);
+		assert_non_null(o->stream_feed);
+		assert_true(o->stream_size > 0);
+	}
 	assert_null(provider_ops_get((enum provider_type)1234));
 }
 

@@ -74,6 +74,10 @@ bool json_arr_next(struct json_iter *it, struct json_val *val);
 /** First member of obj whose unescaped key equals key (NUL-terminated). */
 bool json_obj_get(struct json_val obj, const char *key, struct json_val *out);
 
+/** Several members of obj in one pass: out[i] is the first member named
+ * keys[i], or type JSON_INVALID. One pass matters when an object holds a
+ * large value (a 200 KB message): each json_obj_get skips over it again. */
+void json_obj_pick(struct json_val obj, const char *const *keys, size_t n, struct json_val *out);
 /** Compare a raw key (escapes intact) with an unescaped C string. */
 bool json_key_eq(struct str key_raw, const char *key);
 /** True if v is a string whose unescaped content equals s. */

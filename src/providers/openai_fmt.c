@@ -124,12 +124,11 @@ static int user_parts(struct arena *a, struct json_val c, struct canon_msg *m, s
 /* Assistant turn: text content and tool_calls. A client's (strict) call
  * arguments must be a JSON object's text: Anthropic, Bedrock and Gemini
  * carry arguments as an object. A model's own answer is taken as it is. */
-static int assistant_parts(struct arena *a, struct json_val msg, struct canon_msg *m, size_t idx,
-			   bool strict, char *why, size_t why_n)
+static int assistant_parts(struct arena *a, struct json_val c, struct json_val calls,
+			   struct canon_msg *m, size_t idx, bool strict, char *why, size_t why_n)
 {
-	struct json_val c, calls;
-	bool has_c = json_obj_get(msg, "content", &c);
-	bool has_calls = json_obj_get(msg, "tool_calls", &calls) && calls.type != JSON_NULL;
+	bool has_c = c.type != JSON_INVALID;
+	bool has_calls = calls.type != JSON_INVALID && calls.type != JSON_NULL;
 	if (has_calls && calls.type != JSON_ARRAY)
 		return WHY("messages[%zu].tool_calls must be an array", idx);
 	m->parts = arena_alloc(a, (1 + (has_calls ? arr_len(calls) : 0)) * sizeof *m->parts);
@@ -206,22 +205,38 @@ static int decode_tool_choice(struct arena *a, struct json_val tc, struct canon_
 	return UMB_OK;
 }
 
-static int decode_params(struct arena *a, struct json_val root, struct canon_req *out, char *why,
-			 size_t why_n)
+/* The request members read, found in one pass over the root. */
+enum req_key {
+	R_MODEL, R_MESSAGES, R_TOOLS, R_TOOL_CHOICE, R_MAX_COMPLETION_TOKENS, R_MAX_TOKENS,
+	R_TEMPERATURE, R_TOP_P, R_STOP, R_STREAM, R_STREAM_OPTIONS, R_PARALLEL_TOOL_CALLS, R_USER,
+	R_COUNT
+};
+static const char *const req_keys[R_COUNT] = {
+	"model", "messages", "tools", "tool_choice", "max_completion_tokens", "max_tokens",
+	"temperature", "top_p", "stop", "stream", "stream_options", "parallel_tool_calls", "user",
+};
+
+static bool present(struct json_val v)
+{
+	return v.type != JSON_INVALID && v.type != JSON_NULL;
+}
+
+static int decode_params(struct arena *a, const struct json_val *r, struct canon_req *out,
+			 char *why, size_t why_n)
 {
 	struct json_val v;
 	int64_t x;
-	if ((json_obj_get(root, "max_completion_tokens", &v) && v.type != JSON_NULL) ||
-	    (json_obj_get(root, "max_tokens", &v) && v.type != JSON_NULL)) {
+	if (present(r[R_MAX_COMPLETION_TOKENS]) || present(r[R_MAX_TOKENS])) {
+		v = present(r[R_MAX_COMPLETION_TOKENS]) ? r[R_MAX_COMPLETION_TOKENS] : r[R_MAX_TOKENS];
 		if (json_get_i64(v, &x) || x <= 0)
 			return WHY("max_tokens must be a positive integer");
 		out->max_tokens = x;
 	}
-	if (json_obj_get(root, "temperature", &v) && v.type == JSON_NUMBER)
-		out->has_temperature = !json_get_double(v, &out->temperature);
-	if (json_obj_get(root, "top_p", &v) && v.type == JSON_NUMBER)
-		out->has_top_p = !json_get_double(v, &out->top_p);
-	if (json_obj_get(root, "stop", &v)) {
+	if (r[R_TEMPERATURE].type == JSON_NUMBER)
+		out->has_temperature = !json_get_double(r[R_TEMPERATURE], &out->temperature);
+	if (r[R_TOP_P].type == JSON_NUMBER)
+		out->has_top_p = !json_get_double(r[R_TOP_P], &out->top_p);
+	if ((v = r[R_STOP]).type != JSON_INVALID) {
 		if (v.type == JSON_STRING) {
 			out->stop[out->n_stop++] = canon_decode(a, &v);
 		} else if (v.type == JSON_ARRAY) {
@@ -237,50 +252,54 @@ static int decode_params(struct arena *a, struct json_val root, struct canon_req
 			return WHY("stop must be a string or an array of strings");
 		}
 	}
-	out->stream = json_obj_get(root, "stream", &v) && v.type == JSON_TRUE;
-	struct json_val so, iu;
-	out->include_usage = json_obj_get(root, "stream_options", &so) && so.type == JSON_OBJECT &&
-			     json_obj_get(so, "include_usage", &iu) && iu.type == JSON_TRUE;
-	if (json_obj_get(root, "parallel_tool_calls", &v) && v.type == JSON_FALSE)
-		out->no_parallel_tools = true;
-	if (json_obj_get(root, "user", &v) && v.type == JSON_STRING)
-		out->user = canon_decode(a, &v);
-	if (json_obj_get(root, "model", &v))
-		out->model = canon_decode(a, &v);
+	out->stream = r[R_STREAM].type == JSON_TRUE;
+	struct json_val iu;
+	out->include_usage = r[R_STREAM_OPTIONS].type == JSON_OBJECT &&
+			     json_obj_get(r[R_STREAM_OPTIONS], "include_usage", &iu) && iu.type == JSON_TRUE;
+	out->no_parallel_tools = r[R_PARALLEL_TOOL_CALLS].type == JSON_FALSE;
+	if (r[R_USER].type == JSON_STRING)
+		out->user = canon_decode(a, &r[R_USER]);
+	out->model = canon_decode(a, &r[R_MODEL]);
 	return UMB_OK;
 }
 
 int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, char *why,
 		      size_t why_n)
 {
-	struct json_val root, msgs, v;
+	struct json_val root, r[R_COUNT];
 	struct json_err err;
 	*out = (struct canon_req){ 0 };
 	if (json_parse(body.p, body.n, &root, &err) || root.type != JSON_OBJECT)
 		return WHY("request body must be a JSON object");
-	if (!json_obj_get(root, "messages", &msgs) || msgs.type != JSON_ARRAY)
+	json_obj_pick(root, req_keys, R_COUNT, r);
+	struct json_val msgs = r[R_MESSAGES];
+	if (msgs.type != JSON_ARRAY)
 		return WHY("'messages' must be an array");
-	if (decode_params(a, root, out, why, why_n))
+	if (decode_params(a, r, out, why, why_n))
 		return UMB_ERR;
-	if (json_obj_get(root, "tools", &v) && v.type == JSON_ARRAY && decode_tools(a, v, out, why, why_n))
+	if (r[R_TOOLS].type == JSON_ARRAY && decode_tools(a, r[R_TOOLS], out, why, why_n))
 		return UMB_ERR;
-	if (json_obj_get(root, "tool_choice", &v) && decode_tool_choice(a, v, out, why, why_n))
+	if (r[R_TOOL_CHOICE].type != JSON_INVALID &&
+	    decode_tool_choice(a, r[R_TOOL_CHOICE], out, why, why_n))
 		return UMB_ERR;
 
 	size_t n = arr_len(msgs);
 	out->msgs = arena_alloc(a, (n + 1) * sizeof *out->msgs);
 	struct buf sys;
 	buf_init(&sys, 0);
+	static const char *const msg_keys[] = { "role", "content", "tool_calls", "tool_call_id" };
 	struct json_iter it;
-	struct json_val msg, role, c, id;
+	struct json_val msg, mv[4];
 	json_iter_init(&it, msgs);
 	int rc = UMB_OK;
 	for (size_t i = 0; rc == UMB_OK && json_arr_next(&it, &msg); i++) {
-		if (msg.type != JSON_OBJECT || !json_obj_get(msg, "role", &role) || role.type != JSON_STRING) {
+		json_obj_pick(msg, msg_keys, 4, mv);
+		struct json_val role = mv[0], c = mv[1], id = mv[3];
+		if (msg.type != JSON_OBJECT || role.type != JSON_STRING) {
 			rc = WHY("messages[%zu] must be an object with a string 'role'", i);
 			break;
 		}
-		bool has_c = json_obj_get(msg, "content", &c);
+		bool has_c = c.type != JSON_INVALID;
 		if (json_str_eq(role, "system") || json_str_eq(role, "developer")) {
 			struct str t;
 			if (!has_c || content_text(a, c, &t)) {
@@ -298,9 +317,9 @@ int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, c
 		} else if (json_str_eq(role, "assistant")) {
 			struct canon_msg *m = &out->msgs[out->n_msgs++];
 			*m = (struct canon_msg){ .role = CANON_ASSISTANT };
-			rc = assistant_parts(a, msg, m, i, true, why, why_n);
+			rc = assistant_parts(a, c, mv[2], m, i, true, why, why_n);
 		} else if (json_str_eq(role, "tool")) {
-			if (!json_obj_get(msg, "tool_call_id", &id) || id.type != JSON_STRING) {
+			if (id.type != JSON_STRING) {
 				rc = WHY("messages[%zu] (role tool) needs a string 'tool_call_id'", i);
 				break;
 			}
@@ -559,7 +578,10 @@ int openai_resp_decode(struct arena *a, struct str body, struct canon_resp *out)
 		out->finish = canon_finish_from_openai(canon_decode(a, &v));
 	struct canon_msg m = { .role = CANON_ASSISTANT };
 	char why[8];
-	if (assistant_parts(a, msg, &m, 0, false, why, sizeof why))
+	static const char *const keys[] = { "content", "tool_calls" };
+	struct json_val mv[2];
+	json_obj_pick(msg, keys, 2, mv);
+	if (assistant_parts(a, mv[0], mv[1], &m, 0, false, why, sizeof why))
 		return UMB_ERR;
 	out->parts = m.parts;
 	out->n_parts = m.n_parts;

@@ -851,6 +851,54 @@ static void test_differential_cjson(void **state)
 	buf_clear(&b);
 }
 
+/* The writer scans eight bytes at a time: every character that needs an
+ * escape, at every offset around the 8-byte steps, among plain ASCII and
+ * UTF-8, must come out exactly as a byte-by-byte writer would. */
+static void test_writer_escape_at_every_offset(void **state)
+{
+	(void)state;
+	static const unsigned char specials[] = { '"', '\\', '\n', 0x01, 0x1f, 0x7f, 0xc3 };
+	for (size_t len = 1; len <= 40; len++) {
+		for (size_t at = 0; at < len; at++) {
+			for (size_t k = 0; k < sizeof specials; k++) {
+				char in[48];
+				for (size_t i = 0; i < len; i++)
+					in[i] = (char)('a' + i % 26);
+				in[at] = (char)specials[k];
+				if (specials[k] == 0xc3) { /* a whole two-byte character */
+					if (at + 1 >= len)
+						continue;
+					in[at + 1] = (char)0xa9;
+				}
+				char want[300];
+				size_t w = 0;
+				want[w++] = '"';
+				for (size_t i = 0; i < len; i++) {
+					unsigned char c = (unsigned char)in[i];
+					if (c == '"' || c == '\\') {
+						want[w++] = '\\';
+						want[w++] = (char)c;
+					} else if (c == '\n') {
+						want[w++] = '\\';
+						want[w++] = 'n';
+					} else if (c < 0x20) {
+						w += (size_t)sprintf(want + w, "\\u%04x", c);
+					} else {
+						want[w++] = (char)c;
+					}
+				}
+				want[w++] = '"';
+				struct buf b;
+				buf_init(&b, 0);
+				assert_int_equal(json_write_str(&b, str_make(in, len)), UMB_OK);
+				assert_int_equal(b.n, w);
+				assert_memory_equal(b.p, want, w);
+				buf_clear(&b);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -870,6 +918,7 @@ int main(void)
 		cmocka_unit_test(test_get_numbers),
 		cmocka_unit_test(test_writer),
 		cmocka_unit_test(test_writer_round_trip),
+		cmocka_unit_test(test_writer_escape_at_every_offset),
 		cmocka_unit_test(test_differential_cjson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -79,12 +79,12 @@ static bool read_fields(struct req *r, const struct field *f, size_t nf, const c
 	struct json_err jerr;
 	if (r->body.n > ADMIN_BODY_MAX) {
 		api_error(r, 413, "invalid_request_error", "request_too_large",
-				 "request body too large");
+			  "request body too large");
 		return false;
 	}
 	if (json_parse_top(r->body.p, r->body.n, m, UMB_ARRAY_LEN(m), &n, &root, &jerr)) {
 		api_error(r, 400, "invalid_request_error", "invalid_json",
-				 "request body is not valid JSON: %s at byte %zu", jerr.msg, jerr.off);
+			  "request body is not valid JSON: %s at byte %zu", jerr.msg, jerr.off);
 		return false;
 	}
 	bool ok = root.type == JSON_OBJECT;
@@ -134,7 +134,7 @@ void api_enroll(struct req *r)
 	const struct pki_ca *ca = r->rt->enroll_ca;
 	if (!ca) {
 		api_error(r, 404, "not_found_error", "enrollment_off",
-				 "enrollment is off: the gateway has no CA key (ca.key next to tls.client_ca)");
+			  "enrollment is off: the gateway has no CA key (ca.key next to tls.client_ca)");
 		return;
 	}
 	static const char shape[] = "{\"token\": string, \"csr\": PEM string}";
@@ -152,7 +152,7 @@ void api_enroll(struct req *r)
 	struct pki_token_claims cl;
 	if (pki_token_verify(ca, str_cstr(token), (time_t)now, &cl, perr)) {
 		api_error(r, 401, "authentication_error", "invalid_token",
-				 "enrollment token refused: %s", perr);
+			  "enrollment token refused: %s", perr);
 		return;
 	}
 	struct store *st = admin_store(r);
@@ -161,7 +161,7 @@ void api_enroll(struct req *r)
 	struct store_identity prev;
 	if (store_identity_get(st, cl.sub, &prev) == UMB_OK && prev.revoked_at) {
 		api_error(r, 403, "permission_error", "identity_revoked",
-				 "identity %s is revoked (revocation is final)", cl.sub);
+			  "identity %s is revoked (revocation is final)", cl.sub);
 		return;
 	}
 	/* spend the token before signing: a replay, even a concurrent one on
@@ -170,10 +170,10 @@ void api_enroll(struct req *r)
 	if (rc) {
 		if (rc == STORE_EEXISTS)
 			api_error(r, 401, "authentication_error", "token_used",
-					 "enrollment token already used");
+				  "enrollment token already used");
 		else if (rc == STORE_EEXPIRED)
 			api_error(r, 401, "authentication_error", "invalid_token",
-					 "enrollment token expired");
+				  "enrollment token expired");
 		else
 			store_unavailable(r);
 		return;
@@ -185,7 +185,7 @@ void api_enroll(struct req *r)
 	if (pki_enroll_sign(ca, &cl, str_cstr(csr), (time_t)now, &cert, &id, perr)) {
 		buf_clear(&cert);
 		api_error(r, 400, "invalid_request_error", "csr_rejected",
-				 "certificate request refused: %s", perr);
+			  "certificate request refused: %s", perr);
 		return;
 	}
 	struct store_identity rec;
@@ -194,9 +194,9 @@ void api_enroll(struct req *r)
 	if (rc) {
 		buf_clear(&cert);
 		api_error(r, rc == STORE_EREVOKED ? 403 : 500,
-				 rc == STORE_EREVOKED ? "permission_error" : "api_error",
-				 rc == STORE_EREVOKED ? "identity_revoked" : "store_unavailable",
-				 "cannot register identity %s", id.name);
+			  rc == STORE_EREVOKED ? "permission_error" : "api_error",
+			  rc == STORE_EREVOKED ? "identity_revoked" : "store_unavailable",
+			  "cannot register identity %s", id.name);
 		return;
 	}
 	buf_append_cstr(b, "{\"certificate\":");
@@ -270,7 +270,7 @@ static void admin_list(struct req *r, bool keys)
 	char who[STORE_NAME_MAX + 1];
 	if (keys && !query_identity(r, who, sizeof who)) {
 		api_error(r, 400, "invalid_request_error", "invalid_value",
-				 "expected ?identity=NAME");
+			  "expected ?identity=NAME");
 		return;
 	}
 	struct buf *b = reply_buf(r);
@@ -329,7 +329,7 @@ static void admin_usage(struct req *r)
 	    !query_param(r, "since", since, sizeof since) || (since[0] && !usage_day_valid(since)) ||
 	    !query_param(r, "by", by, sizeof by) || (by[0] && usage_by_parse(by, &q.by))) {
 		api_error(r, 400, "invalid_request_error", "invalid_value",
-				 "expected ?team=NAME&identity=NAME&since=YYYY-MM-DD&by=model|day|identity|team");
+			  "expected ?team=NAME&identity=NAME&since=YYYY-MM-DD&by=model|day|identity|team");
 		return;
 	}
 	q.team = team[0] ? team : NULL;
@@ -370,11 +370,11 @@ static void admin_key_create(struct req *r)
 	int rc = keys_create(st, ident, now, life ? now + life : 0, label, &k, token);
 	if (rc == STORE_ENOTFOUND || rc == STORE_EREVOKED || rc == STORE_EINVAL) {
 		api_error(r, rc == STORE_ENOTFOUND ? 404 : 400,
-				 rc == STORE_ENOTFOUND ? "not_found_error" : "invalid_request_error",
-				 rc == STORE_ENOTFOUND ? "identity_not_found" : "invalid_value",
-				 rc == STORE_ENOTFOUND ? "no identity %s in the store"
-				 : rc == STORE_EREVOKED ? "identity %s is revoked"
-				 : "invalid key for identity %s", ident);
+			  rc == STORE_ENOTFOUND ? "not_found_error" : "invalid_request_error",
+			  rc == STORE_ENOTFOUND ? "identity_not_found" : "invalid_value",
+			  rc == STORE_ENOTFOUND ? "no identity %s in the store"
+			  : rc == STORE_EREVOKED ? "identity %s is revoked"
+			  : "invalid key for identity %s", ident);
 		admin_log(r, "create_key", ident, r->status);
 		return;
 	}
@@ -411,7 +411,7 @@ static void admin_revoke(struct req *r)
 	const char *target = ident ? ident : key;
 	if (rc == STORE_ENOTFOUND || rc == STORE_EINVAL) {
 		api_error(r, 404, "not_found_error", ident ? "identity_not_found" : "key_not_found",
-				 "no %s %s in the store", ident ? "identity" : "key", target);
+			  "no %s %s in the store", ident ? "identity" : "key", target);
 	} else if (rc) {
 		store_unavailable(r);
 	} else {
@@ -444,7 +444,7 @@ void api_admin(struct req *r)
 	else if (str_eq_cstr(path, "/admin/identities") || str_eq_cstr(path, "/admin/keys") ||
 		 str_eq_cstr(path, "/admin/revoke") || str_eq_cstr(path, "/admin/usage"))
 		api_error(r, 405, "invalid_request_error", "method_not_allowed",
-				 "method not allowed");
+			  "method not allowed");
 	else
 		api_error(r, 404, "not_found_error", "unknown_url", "unknown admin path");
 }

@@ -76,7 +76,7 @@ send:;
 }
 
 void api_error(struct req *r, int status, const char *type, const char *code,
-		      const char *fmt, ...)
+	       const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -85,7 +85,7 @@ void api_error(struct req *r, int status, const char *type, const char *code,
 }
 
 void api_error_h(struct req *r, int status, struct str extra, const char *type,
-			const char *code, const char *fmt, ...)
+		 const char *code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -316,13 +316,13 @@ static bool api_authenticate(struct req *r, enum access access)
 	if (cfg->tls.client_auth == CLIENT_AUTH_REQUIRE &&
 	    !(r->auth_conn && r->auth_conn->has_cert)) {
 		api_error(r, 401, "authentication_error", "client_certificate_required",
-				 "a client certificate issued by the umbra CA is required");
+			  "a client certificate issued by the umbra CA is required");
 		return false;
 	}
 	if (admin && !auth_store_needed(cfg)) {
 		api_error(r, 404, "not_found_error", "unknown_url",
-				 "the admin API is off: it needs auth.mode keys, certs or "
-				 "keys+certs, or tls.client_ca");
+			  "the admin API is off: it needs auth.mode keys, certs or "
+			  "keys+certs, or tls.client_ca");
 		return false;
 	}
 	struct auth_refusal why;
@@ -333,12 +333,12 @@ static bool api_authenticate(struct req *r, enum access access)
 	}
 	if (admin && !r->who.authenticated) {
 		api_error(r, 401, "authentication_error", "missing_api_key",
-				 "admin credentials required: an admin certificate or API key");
+			  "admin credentials required: an admin certificate or API key");
 		return false;
 	}
 	if (admin && r->who.kind != STORE_KIND_ADMIN) {
 		api_error(r, 403, "permission_error", "admin_only",
-				 "identity %s is not an admin", r->who.name);
+			  "identity %s is not an admin", r->who.name);
 		return false;
 	}
 	return true;
@@ -366,7 +366,7 @@ void api_dispatch(struct req *r)
 		if (method && !str_eq_cstr(r->head.method, method) && !head_ok) {
 			struct str allow = str_cstr(arena_printf(r->arena, "allow: %s\r\n", routes[i].method));
 			api_error_h(r, 405, allow, "invalid_request_error", "method_not_allowed",
-					   "method not allowed; use %s", routes[i].method);
+				    "method not allowed; use %s", routes[i].method);
 			return;
 		}
 		if (api_authenticate(r, routes[i].access))

@@ -22,10 +22,10 @@ enum api_dialect api_dialect(const struct req *r);
  * /v1/messages Anthropic {"type":"error","error":{"type","message"}} with
  * the Anthropic type for the status (docs/providers.md). */
 void api_error(struct req *r, int status, const char *type, const char *code,
-		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+	       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /** Same, with extra preformatted header lines (e.g. retry-after). */
 void api_error_h(struct req *r, int status, struct str extra_headers,
-			const char *type, const char *code, const char *fmt, ...)
+		 const char *type, const char *code, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
 
 /** May the authenticated caller use this model name (team policy)? */

@@ -98,15 +98,15 @@ static void govern_refuse(struct req *r, const struct limit *lim, int64_t used, 
 	strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	if (lim->kind == HOLD_BUDGET) {
 		api_error_h(r, 429, extra, "rate_limit_error", "budget_exceeded",
-				   "the %s budget of %s %s ($%.2f) cannot cover this request ($%.4f "
-				   "spent or reserved); it resets at %s",
-				   period_names[lim->period], lim->who_kind, lim->who,
-				   (double)lim->cap / 1e9, (double)used / 1e9, when);
+			    "the %s budget of %s %s ($%.2f) cannot cover this request ($%.4f "
+			    "spent or reserved); it resets at %s",
+			    period_names[lim->period], lim->who_kind, lim->who,
+			    (double)lim->cap / 1e9, (double)used / 1e9, when);
 	} else {
 		api_error_h(r, 429, extra, "rate_limit_error", "rate_limited",
-				   "%s %s is over its limit of %lld %s per minute; retry at %s",
-				   lim->who_kind, lim->who, (long long)lim->cap,
-				   lim->kind == HOLD_RPM ? "requests" : "tokens", when);
+			    "%s %s is over its limit of %lld %s per minute; retry at %s",
+			    lim->who_kind, lim->who, (long long)lim->cap,
+			    lim->kind == HOLD_RPM ? "requests" : "tokens", when);
 	}
 }
 
@@ -150,7 +150,7 @@ bool api_govern_admit(struct req *r, const struct cfg_model *m, struct str reque
 			/* the store is down: refuse rather than spend blind */
 			govern_release(r, g, st);
 			api_error(r, 503, "api_error", "store_unavailable",
-					 "budgets and rate limits cannot be checked: the store is unavailable");
+				  "budgets and rate limits cannot be checked: the store is unavailable");
 			return false;
 		}
 		if (rc > 0) {

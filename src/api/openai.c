@@ -78,17 +78,17 @@ static bool parse_body(struct req *r, struct str body, struct parsed *p)
 	struct json_err err = { 0 };
 	if (body.n == 0) {
 		api_error(r, 400, "invalid_request_error", "invalid_json",
-				 "request body is empty; expected a JSON object");
+			  "request body is empty; expected a JSON object");
 		return false;
 	}
 	if (json_parse_top(body.p, body.n, p->m, API_MAX_MEMBERS, &p->n, &p->root, &err)) {
 		api_error(r, 400, "invalid_request_error", "invalid_json",
-				 "request body is not valid JSON: %s at byte %zu", err.msg, err.off);
+			  "request body is not valid JSON: %s at byte %zu", err.msg, err.off);
 		return false;
 	}
 	if (p->root.type != JSON_OBJECT) {
 		api_error(r, 400, "invalid_request_error", "invalid_json",
-				 "request body must be a JSON object, not %s", type_name(p->root.type));
+			  "request body must be a JSON object, not %s", type_name(p->root.type));
 		return false;
 	}
 	/* Duplicate keys are refused: we would act on the first and an
@@ -107,8 +107,8 @@ static bool parse_body(struct req *r, struct str body, struct parsed *p)
 			}
 			if (same) {
 				api_error(r, 400, "invalid_request_error", "invalid_json",
-						 "duplicate key in request body: \"%.*s\"",
-						 (int)utf8_complete_prefix(a.p, UMB_MIN(a.n, (size_t)64)), a.p);
+					  "duplicate key in request body: \"%.*s\"",
+					  (int)utf8_complete_prefix(a.p, UMB_MIN(a.n, (size_t)64)), a.p);
 				return false;
 			}
 		}
@@ -127,13 +127,13 @@ static bool want_type(struct req *r, const struct parsed *p, enum known_key k, b
 		if (!required)
 			return true;
 		api_error(r, 400, "invalid_request_error", "missing_required_parameter",
-				 "'%s' is required", key);
+			  "'%s' is required", key);
 		return false;
 	}
 	if (v->type == t1 || v->type == t2)
 		return true;
 	api_error(r, 400, "invalid_request_error", "invalid_type",
-			 "'%s' must be %s, not %s", key, expected, type_name(v->type));
+		  "'%s' must be %s, not %s", key, expected, type_name(v->type));
 	return false;
 }
 
@@ -147,7 +147,7 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	if (json_str_decode(*v, &b)) {
 		buf_clear(&b);
 		api_error(r, 400, "invalid_request_error", "invalid_value",
-				 "'model' is too long");
+			  "'model' is too long");
 		return NULL;
 	}
 	*name = str_make(arena_strndup(r->arena, b.p ? b.p : "", b.n), b.n);
@@ -159,33 +159,33 @@ static const struct cfg_model *resolve_model(struct req *r, const struct parsed 
 	if (ctl || name->n == 0) {
 		/* a NUL would make us route one name and the upstream read another */
 		api_error(r, 400, "invalid_request_error", "invalid_value",
-				 "'model' must be a non-empty name without control characters");
+			  "'model' must be a non-empty name without control characters");
 		return NULL;
 	}
 	const struct cfg_model *m = config_find_model(r->rt->cfg, *name);
 	if (!m) {
 		/* the name is client input: bounded and escaped by the writer */
 		api_error(r, 404, "not_found_error", "model_not_found",
-				 "The model '%.*s' does not exist or you do not have access to it.",
-				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
-				 name->p);
+			  "The model '%.*s' does not exist or you do not have access to it.",
+			  (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
+			  name->p);
 		return NULL;
 	}
 	if (!api_model_allowed(r, *name)) {
 		api_error(r, 403, "permission_error", "model_not_allowed",
-				 "identity %s (team %s) may not use the model '%.*s'",
-				 r->who.name, r->who.team[0] ? r->who.team : "none",
-				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
-				 name->p);
+			  "identity %s (team %s) may not use the model '%.*s'",
+			  r->who.name, r->who.team[0] ? r->who.team : "none",
+			  (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
+			  name->p);
 		return NULL;
 	}
 	const char *svc;
 	if (!tunnel_provider_allows(r->rt->cfg, m->provider, &r->who, &svc)) {
 		api_error(r, 403, "permission_error", "service_not_allowed",
-				 "identity %s may not use the dark service %s behind model '%.*s'",
-				 r->who.authenticated ? r->who.name : "(anonymous)", svc,
-				 (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
-				 name->p);
+			  "identity %s may not use the dark service %s behind model '%.*s'",
+			  r->who.authenticated ? r->who.name : "(anonymous)", svc,
+			  (int)utf8_complete_prefix(name->p, UMB_MIN(name->n, (size_t)200)),
+			  name->p);
 		return NULL;
 	}
 	return m;
@@ -261,17 +261,17 @@ static void chat_forward(struct chat *c)
 		if (r->rt->cfg->teams_set && r->who.authenticated &&
 		    (!t || !listed || !api_model_allowed(r, str_cstr(m->name)))) {
 			api_error(r, 403, "permission_error", "route_not_allowed",
-					 "identity %s (team %s) may not use the route '%s' (model '%s')",
-					 r->who.name, r->who.team[0] ? r->who.team : "none",
-					 d->route->name, m->name);
+				  "identity %s (team %s) may not use the route '%s' (model '%s')",
+				  r->who.name, r->who.team[0] ? r->who.team : "none",
+				  d->route->name, m->name);
 			return;
 		}
 		const char *svc;
 		if (!tunnel_provider_allows(r->rt->cfg, m->provider, &r->who, &svc)) {
 			api_error(r, 403, "permission_error", "service_not_allowed",
-					 "identity %s may not use the dark service %s behind route '%s'",
-					 r->who.authenticated ? r->who.name : "(anonymous)", svc,
-					 d->route->name);
+				  "identity %s may not use the dark service %s behind route '%s'",
+				  r->who.authenticated ? r->who.name : "(anonymous)", svc,
+				  d->route->name);
 			return;
 		}
 		/* requested_model stays what the client sent ("auto", or the
@@ -376,7 +376,7 @@ static void chat_route(struct chat *c)
 		router_hits_text(rt, d, hits, sizeof hits);
 		chat_note_route(c);
 		api_error(r, 403, "permission_error", "sensitive_data_blocked",
-				 "request blocked by the sensitivity guard: it contains %s", hits);
+			  "request blocked by the sensitivity guard: it contains %s", hits);
 		return;
 	}
 	case GUARD_REROUTE:
@@ -443,13 +443,13 @@ void api_chat(struct req *r, struct str body, const struct canon_req *canon,
 	json_iter_init(&it, *msgs);
 	if (!json_arr_next(&it, &msg)) {
 		api_error(r, 400, "invalid_request_error", "invalid_value",
-				 "'messages' must contain at least one message");
+			  "'messages' must contain at least one message");
 		return;
 	}
 	if (msg.type != JSON_OBJECT || !json_obj_get(msg, "role", &role) ||
 	    role.type != JSON_STRING) {
 		api_error(r, 400, "invalid_request_error", "invalid_value",
-				 "messages[0] must be an object with a string 'role'");
+			  "messages[0] must be an object with a string 'role'");
 		return;
 	}
 	struct chat *c = arena_alloc(r->arena, sizeof *c);
@@ -472,7 +472,7 @@ void api_chat(struct req *r, struct str body, const struct canon_req *canon,
 	if (so && so->type == JSON_OBJECT && json_obj_get(*so, "include_usage", &iu)) {
 		if (iu.type != JSON_TRUE && iu.type != JSON_FALSE && iu.type != JSON_NULL) {
 			api_error(r, 400, "invalid_request_error", "invalid_type",
-					 "'stream_options.include_usage' must be a boolean");
+				  "'stream_options.include_usage' must be a boolean");
 			return;
 		}
 		call->client_wants_usage = iu.type == JSON_TRUE;
@@ -521,8 +521,8 @@ static bool embeddings_guard(struct req *r, const struct parsed *p, struct route
 		if (call->model->locality != LOCALITY_ONPREM) {
 			r->route_method = route_method_name(ROUTE_SENSITIVE);
 			api_error(r, 403, "permission_error", "sensitive_data_blocked",
-					 "embeddings input contains %s; model '%s' is not on-prem", hits,
-					 call->model->name);
+				  "embeddings input contains %s; model '%s' is not on-prem", hits,
+				  call->model->name);
 			ok = false;
 		}
 	}

@@ -800,7 +800,7 @@ static void fwd_fail_final(struct fwd *f)
 	}
 	if (!f->any_attempt) {
 		api_error(r, 503, "api_error", "no_healthy_endpoint",
-				 "no healthy endpoint for model %s", name);
+			  "no healthy endpoint for model %s", name);
 		return;
 	}
 	const char *k = f->last_kind;
@@ -810,22 +810,22 @@ static void fwd_fail_final(struct fwd *f)
 			: STR_NULL;
 		const char *msg = upstream_message(r->arena, buf_str(&f->last_body));
 		api_error_h(r, 429, extra, "rate_limit_error", "rate_limited",
-				   "upstream rate limit reached for model %s%s%s", name,
-				   msg ? ": " : "", msg ? msg : "");
+			    "upstream rate limit reached for model %s%s%s", name,
+			    msg ? ": " : "", msg ? msg : "");
 		return;
 	}
 	if (!strcmp(k, "timeout")) {
 		api_error(r, 504, "api_error", "upstream_timeout",
-				 "upstream timed out for model %s", name);
+			  "upstream timed out for model %s", name);
 		return;
 	}
 	if (!strcmp(k, "status_5xx"))
 		api_error(r, 502, "api_error", "upstream_error",
-				 "upstream returned status %d for model %s", f->last_status,
-				 name);
+			  "upstream returned status %d for model %s", f->last_status,
+			  name);
 	else
 		api_error(r, 502, "api_error", "upstream_error",
-				 "upstream failed (%s) for model %s", k, name);
+			  "upstream failed (%s) for model %s", k, name);
 }
 
 static void fwd_next(struct fwd *f)

@@ -97,6 +97,10 @@ struct provider_ops {
 	const char *(*error_message)(struct arena *a, struct str body);
 	/** Health-check path when the config gives none (NULL: passive only). */
 	const char *health_path;
+	/** When a serving config's pools are made (start, reload): begin what
+	 * a first request would otherwise wait for (Vertex's token). NULL:
+	 * nothing to do. */
+	void (*prepare)(const struct cfg_provider *prov);
 };
 
 /** The body in one piece (for libcurl): joins the parts into the arena

@@ -84,6 +84,20 @@ static const char *vertex_bearer(struct arena *a, const struct cfg_provider *pro
 	return tok;
 }
 
+/* Start the key file's refresher now, without waiting: the first request
+ * then finds a token instead of waiting up to connect_ms for one. */
+static void vertex_prepare(const struct cfg_provider *prov)
+{
+	if (!prov->credentials_file || !*prov->credentials_file ||
+	    (prov->access_token && *prov->access_token))
+		return;
+	struct arena *a = arena_new(0);
+	const char *tok;
+	char why[384];
+	gcp_auth_token(a, prov->credentials_file, prov->ca_file, 0, &tok, why, sizeof why);
+	arena_free(a);
+}
+
 static int vertex_build(struct arena *a, const struct upstream_call *call,
 			const struct cfg_model *model, const struct cfg_endpoint *ep,
 			const char *request_id, struct provider_request *out)
@@ -165,6 +179,7 @@ static const struct provider_ops vertex_ops = {
 	.stream_clear = vertex_stream_clear,
 	.error_message = gemini_error_message,
 	.health_path = NULL, /* no unauthenticated cheap GET: passive checks only */
+	.prepare = vertex_prepare,
 };
 
 const struct provider_ops *provider_vertex_ops(void)

@@ -18,6 +18,8 @@ struct upstream_set *upstream_set_new(const struct config *cfg,
 		struct pool *p = &set->pools[i];
 		p->prov = &cfg->providers[i];
 		p->ops = provider_ops_get(p->prov->type);
+		if (p->ops->prepare)
+			p->ops->prepare(p->prov);
 		p->n = UMB_MIN(p->prov->n_endpoints, (size_t)POOL_MAX_ENDPOINTS);
 		p->st = umb_calloc(p->n ? p->n : 1, sizeof *p->st);
 		p->cw = umb_calloc(p->n ? p->n : 1, sizeof *p->cw);

@@ -413,8 +413,17 @@ def test_anthropic_client_nonstream_and_stream(gw, vx):
 
 # --------------------------------------------------------- credentials ----
 
-def test_token_refreshed_before_it_expires(gw, vx):
+def test_token_fetched_at_start(gw, vx):
+    # the refresher starts with the config, not with the first request
+    assert vx.fake.wait_for(lambda: len(vx.sa.token_requests) >= 1), vx.sa.token_requests
+    assert model_posts(vx) == []
+    assert gw.chat("solo").status == 200
+    assert len(vx.sa.token_requests) == 1
+
+
+def test_token_refreshed_before_it_expires(make_gateway, vx):
     vx.sa.expires_in = 4  # the refresher renews at half life for short tokens
+    gw = make_gateway(base_config(free_port(), [vertex_provider("vx", vx)], MODELS))
     assert gw.chat("solo").status == 200
     first = bearer(sent(vx))
     time.sleep(5)  # the first token is dead by now
@@ -427,8 +436,9 @@ def test_token_refreshed_before_it_expires(gw, vx):
     assert all(q.wire_error is None for q in model_posts(vx))
 
 
-def test_token_endpoint_refusal_then_recovery(gw, vx):
+def test_token_endpoint_refusal_then_recovery(make_gateway, vx):
     vx.sa.fail_with = (400, "invalid_grant", "Invalid JWT Signature.")
+    gw = make_gateway(base_config(free_port(), [vertex_provider("vx", vx)], MODELS))
     r = gw.chat("solo")
     assert r.status in (502, 503), r
     assert model_posts(vx) == []  # nothing went to Vertex without a token

@@ -558,18 +558,40 @@ void api_openai_embeddings(struct req *r)
 	upstream_forward(r, &call);
 }
 
+/* One entry of the model list in the caller's dialect: OpenAI's
+ * {id, object, created, owned_by}, or Anthropic's {type, id, display_name,
+ * created_at} for clients that send anthropic-version (the Anthropic SDKs'
+ * models.list). */
+static void models_entry(struct buf *b, bool anthropic, const char *id, const char *owner)
+{
+	if (anthropic) {
+		buf_append_cstr(b, "{\"type\":\"model\",\"id\":");
+		json_write_cstr(b, id);
+		buf_append_cstr(b, ",\"display_name\":");
+		json_write_cstr(b, id);
+		buf_append_cstr(b, ",\"created_at\":\"1970-01-01T00:00:00Z\"}");
+		return;
+	}
+	buf_append_cstr(b, "{\"id\":");
+	json_write_cstr(b, id);
+	buf_append_cstr(b, ",\"object\":\"model\",\"created\":0,\"owned_by\":");
+	json_write_cstr(b, owner);
+	buf_append(b, "}", 1);
+}
+
 void api_openai_models(struct req *r)
 {
 	const struct config *cfg = r->rt->cfg;
+	bool anthropic = http_header_get(&r->head, "anthropic-version") != NULL;
 	struct buf *b = arena_alloc(r->arena, sizeof *b);
 	buf_init(b, 0);
 	arena_cleanup_add(r->arena, (arena_cleanup_cb)buf_clear, b);
-	buf_append_cstr(b, "{\"object\":\"list\",\"data\":[");
-	bool first = true;
+	buf_append_cstr(b, anthropic ? "{\"data\":[" : "{\"object\":\"list\",\"data\":[");
+	const char *first_id = NULL, *last_id = NULL;
 	if (r->rt->router) {
 		/* routing picks the model: "auto" (or no model at all) */
-		buf_append_cstr(b, "{\"id\":\"auto\",\"object\":\"model\",\"created\":0,\"owned_by\":\"umbra\"}");
-		first = false;
+		models_entry(b, anthropic, "auto", "umbra");
+		first_id = last_id = "auto";
 	}
 	for (size_t i = 0; i < cfg->n_models; i++) {
 		const struct cfg_model *m = &cfg->models[i];
@@ -577,16 +599,21 @@ void api_openai_models(struct req *r)
 			continue; /* a pattern is not a model a client can name */
 		if (!api_model_allowed(r, str_cstr(m->name)))
 			continue;
-		if (!first)
+		if (first_id)
 			buf_append(b, ",", 1);
-		first = false;
-		buf_append_cstr(b, "{\"id\":");
-		json_write_cstr(b, m->name);
-		buf_append_cstr(b, ",\"object\":\"model\",\"created\":0,\"owned_by\":");
-		json_write_cstr(b, m->provider->name);
-		buf_append(b, "}", 1);
+		models_entry(b, anthropic, m->name, m->provider->name);
+		if (!first_id)
+			first_id = m->name;
+		last_id = m->name;
 	}
-	buf_append_cstr(b, "]}");
+	buf_append_cstr(b, "]");
+	if (anthropic) {
+		buf_append_cstr(b, ",\"has_more\":false,\"first_id\":");
+		first_id ? json_write_cstr(b, first_id) : buf_append_cstr(b, "null");
+		buf_append_cstr(b, ",\"last_id\":");
+		last_id ? json_write_cstr(b, last_id) : buf_append_cstr(b, "null");
+	}
+	buf_append_cstr(b, "}");
 	struct http_resp resp = { .status = 200, .content_type = "application/json",
 				  .body = buf_str(b) };
 	http_respond(r, &resp);

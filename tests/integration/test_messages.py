@@ -179,3 +179,12 @@ def test_audit_and_usage_name_the_dialect(make_gateway, fake, tmp_path):
     recs = [json.loads(line) for line in open(tmp_path / "audit.jsonl")]
     rec = [x for x in recs if x.get("dialect") == "anthropic"]
     assert rec and rec[0]["prompt_tokens"] == 40 and rec[0]["completion_tokens"] == 9, recs
+
+
+def test_models_list_in_the_callers_shape(gateway):
+    oa = gateway.get("/v1/models").json()
+    assert oa["object"] == "list" and [m["id"] for m in oa["data"]] == ["m", "gpt"]
+    an = gateway.get("/v1/models?limit=20", headers={"anthropic-version": "2023-06-01"}).json()
+    assert [m["id"] for m in an["data"]] == ["m", "gpt"]
+    assert an["data"][0]["type"] == "model" and an["has_more"] is False
+    assert an["first_id"] == "m" and an["last_id"] == "gpt"

@@ -163,6 +163,19 @@ for (const type of TYPES) {
   });
 }
 
+test('models.list in both SDKs lists every model in its own shape', async () => {
+  const want = TYPES.map((t) => `m-${t}`);
+  const oaIds = [];
+  for await (const m of oa.models.list()) oaIds.push(m.id);
+  assert.deepEqual(oaIds, want);
+  const anIds = [];
+  for await (const m of an.models.list()) {
+    assert.equal(m.type, 'model');
+    anIds.push(m.id);
+  }
+  assert.deepEqual(anIds, want);
+});
+
 test('errors reach the anthropic SDK as its own error classes', async () => {
   await assert.rejects(an.messages.create({ model: 'no-such-model', max_tokens: 8, messages: [{ role: 'user', content: 'x' }] }),
     (e) => e instanceof Anthropic.NotFoundError && e.error.type === 'error' && e.error.error.type === 'not_found_error');

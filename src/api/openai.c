@@ -464,6 +464,9 @@ void api_chat(struct req *r, struct str body, const struct canon_req *canon,
 		call->native_body = r->body;
 		call->native_members = native;
 		call->n_native_members = n_native;
+		const struct str *beta = http_header_get(&r->head, "anthropic-beta");
+		if (beta)
+			call->anthropic_beta = *beta;
 	}
 	const struct json_val *st = get(p, K_STREAM);
 	call->stream = st && st->type == JSON_TRUE;

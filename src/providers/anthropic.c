@@ -121,6 +121,11 @@ static int anthropic_build(struct arena *a, const struct upstream_call *call,
 	/* a configured anthropic-version (say, for a beta) replaces ours */
 	if (!has_extra_header(model, "anthropic-version"))
 		out->headers[h++] = "anthropic-version: " ANTHROPIC_VERSION;
+	/* an Anthropic client's betas (prompt caching, long context...) go to
+	 * Anthropic as asked, unless the config pins its own */
+	if (call->anthropic_beta.n && !has_extra_header(model, "anthropic-beta"))
+		out->headers[h++] = arena_join(a, "anthropic-beta: ",
+					       arena_strdup_str(a, call->anthropic_beta), NULL);
 	out->n_headers = h;
 	provider_extra_headers(a, model, out);
 	return UMB_OK;

@@ -73,6 +73,8 @@ struct upstream_call {
 	struct str native_body;
 	struct json_member *native_members;
 	size_t n_native_members;
+	struct str anthropic_beta;  /* an Anthropic client's anthropic-beta header:
+	                             * forwarded to anthropic-type upstreams only */
 };
 
 /** Forward a request; the response (or error) is sent to the client from

@@ -224,6 +224,20 @@ def test_anthropic_client_passes_through(gw, fake):
     assert (log["prompt_tokens"], log["completion_tokens"]) == (11, 7)
 
 
+def test_anthropic_beta_header_reaches_anthropic_only(gw, fake):
+    beta = "prompt-caching-2024-07-31,context-1m-2025-08-07"
+    r = gw.post("/v1/messages", json_body=ANTH_BODY, headers={"anthropic-beta": beta})
+    assert r.status == 200, r
+    assert sent(fake).header("anthropic-beta") == beta
+    # an OpenAI-format upstream never sees it; nor does an OpenAI client's request carry it
+    r = gw.post("/v1/messages", json_body=dict(ANTH_BODY, model="gpt"), headers={"anthropic-beta": beta})
+    assert r.status == 200, r
+    assert gw.oa.chats()[-1].header("anthropic-beta") is None
+    r = gw.chat("claude", headers={"anthropic-beta": beta})
+    assert r.status == 200, r
+    assert sent(fake).header("anthropic-beta") is None
+
+
 def test_anthropic_client_stream_passes_through(gw, fake):
     fake.script(Behavior(content="a b", cached_tokens=5, prompt_tokens=50, completion_tokens=9))
     r, events, _ = gw.stream(dict(ANTH_BODY, stream=True), path="/v1/messages")

@@ -146,6 +146,33 @@ def test_missing_usage_is_charged_the_reservation(make_gateway, fake, tmp_path):
     assert req["reason"] == "usage_missing" and abs(req["cost_usd"] - worst_case(body)) < 1e-6
 
 
+def test_cancelled_translated_stream_is_charged_the_reservation(make_gateway, fake, tmp_path):
+    # an OpenAI client on an anthropic-type model hangs up after the first
+    # event: the upstream is cancelled before message_delta brings the counts
+    cfg = gov_cfg(fake, "sqlite://gov.db", budget={"usd": 100.0})
+    cfg["providers"] = [{"name": "p", "type": "anthropic", "url": fake.url, "api_key": "k"}]
+    cfg["models"] = [{"name": "m", "provider": "p", "upstream_model": "claude-x", "price": PRICE}]
+    adir = tmp_path / "audit"
+    adir.mkdir()
+    cfg["audit"] = {"path": str(adir / "audit.jsonl")}
+    gw = make_gateway(cfg)
+    key = make_key(gw, tmp_path)
+    fake.default = Behavior(content=" ".join(["word"] * 30), chunk_interval=0.1)
+    body = dict(BODY, stream=True)
+    with httpc.Conn(gw.port) as c:
+        c.send_request("POST", "/v1/chat/completions", json_body=body,
+                       headers={"Authorization": "Bearer " + key})
+        r = c.read_head()
+        assert r.status == 200
+        next(iter(c.iter_sse(r)))
+    assert fake.wait_for(lambda: fake.requests and fake.requests[-1].closed_at is not None)
+    gw.stop()
+    cost, n = spent(gw)
+    assert n == 1 and abs(cost - worst_case(body)) < 1e-6, cost
+    req = [x for x in (json.loads(l) for l in open(adir / "audit.jsonl")) if x["type"] == "request"][0]
+    assert req["reason"] == "usage_missing" and req["provider"] == "p", req
+
+
 def test_rate_limit_across_two_gateways_on_postgres(make_gateway, fake, tmp_path, pg):
     while time.gmtime().tm_sec > 45:
         time.sleep(1)

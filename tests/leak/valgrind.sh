@@ -6,7 +6,9 @@
 # requests (default 10000) over keep-alive connections — non-stream and
 # streamed chat, embeddings, /v1/models, /health, /metrics, 404/405/400s,
 # unknown models, upstream 500/429/garbage/mid-stream disconnects, large and
-# chunked request bodies, clients that hang up mid-stream — while the config
+# chunked request bodies, clients that hang up mid-stream, translated requests
+# (OpenAI clients on anthropic-, ollama- and bedrock-type models, Anthropic
+# clients on /v1/messages, streams cut mid-way) — while the config
 # is reloaded (SIGHUP) every 2 s; then SIGTERM, waits for umbra to drain and
 # exit, and prints valgrind's summary. About 15-60 s on 2 CPUs.
 #
@@ -61,6 +63,7 @@ free_port() {
 
 # ---- fake upstream ----
 "$PY" "$ROOT/tests/integration/fakeupstream.py" --host 127.0.0.1 --port 0 \
+	--set 'aws_keys={"AKIALEAKTEST00000001": "leak-secret"}' \
 	>"$WORK/fake.out" 2>"$WORK/fake.err" &
 FAKE_PID=$!
 for _ in $(seq 100); do
@@ -89,10 +92,21 @@ providers:
     url: "http://127.0.0.1:$FAKE_PORT"
     max_attempts: 1
     ejection: { consecutive_failures: 5, base_ms: 50, max_ms: 200 }
+  - { name: anth, type: anthropic, url: "http://127.0.0.1:$FAKE_PORT", api_key: leak }
+  - { name: olla, type: ollama, url: "http://127.0.0.1:$FAKE_PORT" }
+  - name: bed
+    type: bedrock
+    url: "http://127.0.0.1:$FAKE_PORT"
+    region: us-east-1
+    access_key_id: AKIALEAKTEST00000001
+    secret_access_key: leak-secret
 models:
   - { name: m, provider: main }
   - { name: renamed, provider: main, upstream_model: up-model }
   - { name: flaky, provider: flaky }
+  - { name: claude, provider: anth, upstream_model: claude-leak }
+  - { name: llama, provider: olla, upstream_model: "llama:8b" }
+  - { name: nova, provider: bed, upstream_model: "amazon.nova-leak-v1:0" }
 EOF
 
 valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
@@ -143,6 +157,11 @@ PORT, N, CONC = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 TIMEOUT = 30
 
 
+def messages(model, content="hi", stream=False):
+    return json.dumps({"model": model, "max_tokens": 64, "stream": stream,
+                       "messages": [{"role": "user", "content": content}]}).encode()
+
+
 def chat(model, content="hi", stream=False, extra=None):
     b = {"model": model, "messages": [{"role": "user", "content": content}]}
     if stream:
@@ -187,6 +206,17 @@ KINDS = {
                      lambda: chat("m", "fake:chunk_interval=0.01,content=" + " ".join(["w"] * 40),
                                   stream=True), {200}, "abort"),
     "conn_close": (2, "GET", "/v1/models", None, {200}, "json"),
+    # translation: OpenAI clients on other wire formats, Anthropic clients
+    "xl_chat": (3, "POST", "/v1/chat/completions", lambda: chat("claude", "fake:tools=2"), {200}, "json"),
+    "xl_stream": (3, "POST", "/v1/chat/completions", lambda: chat("llama", stream=True), {200}, "sse"),
+    "xl_bedrock": (2, "POST", "/v1/chat/completions", lambda: chat("nova", stream=True), {200}, "sse"),
+    "xl_cut": (1, "POST", "/v1/chat/completions",
+               lambda: chat("claude", "fake:disconnect_after=2,content=a b c d e f", stream=True),
+               {200, 502}, "cut"),
+    "msg": (3, "POST", "/v1/messages", lambda: messages("m"), {200}, "json"),
+    "msg_stream": (3, "POST", "/v1/messages", lambda: messages("nova", stream=True), {200}, "anthropic_sse"),
+    "msg_pass": (2, "POST", "/v1/messages", lambda: messages("claude", stream=True), {200}, "anthropic_sse"),
+    "msg_400": (1, "POST", "/v1/messages", lambda: b'{"model":"m","messages":[]}', {400}, "json"),
 }
 
 fails = []
@@ -251,6 +281,10 @@ def check(kind, check_kind, status, headers, body, cut):
         has_usage = '"usage":{' in text.replace(" ", "")
         if (check_kind == "sse_usage") != has_usage:
             return "usage chunk %s" % ("missing" if check_kind == "sse_usage" else "leaked")
+    elif check_kind == "anthropic_sse":
+        text = body.decode()
+        if not text.startswith("event: message_start") or "event: message_stop" not in text:
+            return "not a whole Anthropic stream: %r" % text[-200:]
     return None
 
 

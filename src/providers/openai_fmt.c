@@ -263,15 +263,41 @@ static int decode_params(struct arena *a, const struct json_val *r, struct canon
 	return UMB_OK;
 }
 
-int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, char *why,
-		      size_t why_n)
+/* A message's role, content, tool_calls and tool_call_id (mv[0..3]) in
+ * one pass that stops as soon as the role's members are found: a user
+ * turn written role-then-content is never scanned past its (possibly
+ * 200 KB) content. Only an assistant turn may carry tool_calls and only a
+ * tool turn a tool_call_id, so the others need not look for them. */
+static void pick_message(struct json_val msg, struct json_val mv[4])
 {
-	struct json_val root, r[R_COUNT];
-	struct json_err err;
+	static const char *const keys[] = { "role", "content", "tool_calls", "tool_call_id" };
+	for (int k = 0; k < 4; k++)
+		mv[k] = (struct json_val){ JSON_INVALID, STR_NULL };
+	if (msg.type != JSON_OBJECT)
+		return;
+	struct json_iter it;
+	struct str key;
+	struct json_val v;
+	json_iter_init(&it, msg);
+	while (json_obj_next(&it, &key, &v)) {
+		for (int k = 0; k < 4; k++)
+			if (mv[k].type == JSON_INVALID && json_key_eq(key, keys[k])) {
+				mv[k] = v;
+				break;
+			}
+		if (mv[0].type != JSON_STRING || mv[1].type == JSON_INVALID)
+			continue;
+		if (json_str_eq(mv[0], "assistant") ? mv[2].type != JSON_INVALID
+		    : json_str_eq(mv[0], "tool") ? mv[3].type != JSON_INVALID : true)
+			break;
+	}
+}
+
+/* The request from its top-level members r[] (see req_keys). */
+static int decode_root(struct arena *a, const struct json_val *r, struct canon_req *out, char *why,
+		       size_t why_n)
+{
 	*out = (struct canon_req){ 0 };
-	if (json_parse(body.p, body.n, &root, &err) || root.type != JSON_OBJECT)
-		return WHY("request body must be a JSON object");
-	json_obj_pick(root, req_keys, R_COUNT, r);
 	struct json_val msgs = r[R_MESSAGES];
 	if (msgs.type != JSON_ARRAY)
 		return WHY("'messages' must be an array");
@@ -283,23 +309,30 @@ int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, c
 	    decode_tool_choice(a, r[R_TOOL_CHOICE], out, why, why_n))
 		return UMB_ERR;
 
-	size_t n = arr_len(msgs);
-	out->msgs = arena_alloc(a, (n + 1) * sizeof *out->msgs);
+	/* grown as needed: counting first would be one more pass over a
+	 * messages array that may be most of a 200 KB body */
+	size_t cap = 16;
+	out->msgs = arena_alloc(a, cap * sizeof *out->msgs);
 	struct buf sys;
 	buf_init(&sys, 0);
-	static const char *const msg_keys[] = { "role", "content", "tool_calls", "tool_call_id" };
 	struct json_iter it;
 	struct json_val msg, mv[4];
 	json_iter_init(&it, msgs);
 	int rc = UMB_OK;
 	for (size_t i = 0; rc == UMB_OK && json_arr_next(&it, &msg); i++) {
-		json_obj_pick(msg, msg_keys, 4, mv);
+		pick_message(msg, mv);
 		struct json_val role = mv[0], c = mv[1], id = mv[3];
 		if (msg.type != JSON_OBJECT || role.type != JSON_STRING) {
 			rc = WHY("messages[%zu] must be an object with a string 'role'", i);
 			break;
 		}
 		bool has_c = c.type != JSON_INVALID;
+		if (out->n_msgs == cap) {
+			struct canon_msg *grown = arena_alloc(a, 2 * cap * sizeof *grown);
+			memcpy(grown, out->msgs, cap * sizeof *grown);
+			out->msgs = grown;
+			cap *= 2;
+		}
 		if (json_str_eq(role, "system") || json_str_eq(role, "developer")) {
 			struct str t;
 			if (!has_c || content_text(a, c, &t)) {
@@ -351,6 +384,34 @@ int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, c
 		rc = WHY("'messages' must contain a user message");
 	canon_fill_result_names(out);
 	return rc;
+}
+
+int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, char *why,
+		      size_t why_n)
+{
+	struct json_val root, r[R_COUNT];
+	struct json_err err;
+	if (json_parse(body.p, body.n, &root, &err) || root.type != JSON_OBJECT) {
+		*out = (struct canon_req){ 0 };
+		return WHY("request body must be a JSON object");
+	}
+	json_obj_pick(root, req_keys, R_COUNT, r);
+	return decode_root(a, r, out, why, why_n);
+}
+
+int openai_req_decode_members(struct arena *a, const struct json_member *m, size_t n,
+			      struct canon_req *out, char *why, size_t why_n)
+{
+	struct json_val r[R_COUNT];
+	for (size_t k = 0; k < R_COUNT; k++)
+		r[k] = (struct json_val){ JSON_INVALID, STR_NULL };
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < R_COUNT; k++)
+			if (r[k].type == JSON_INVALID && json_key_eq(m[i].key_raw, req_keys[k])) {
+				r[k] = m[i].val;
+				break;
+			}
+	return decode_root(a, r, out, why, why_n);
 }
 
 /* ---- request: canonical → OpenAI ---- */

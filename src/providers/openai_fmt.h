@@ -13,6 +13,11 @@
  * client in why (an invalid_request_error). */
 int openai_req_decode(struct arena *a, struct str body, struct canon_req *out, char *why,
 		      size_t why_n);
+/** The same from a body already validated and split into its top-level
+ * members (json_parse_top at the ingress): no second pass over it. */
+struct json_member;
+int openai_req_decode_members(struct arena *a, const struct json_member *m, size_t n,
+			      struct canon_req *out, char *why, size_t why_n);
 /** The canonical request as an OpenAI chat body for `model`. */
 int openai_req_encode(const struct canon_req *req, struct str model, struct buf *out);
 

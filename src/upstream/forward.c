@@ -682,7 +682,9 @@ static int fwd_canon(struct fwd *f)
 		*c = *f->call.canon;
 	} else {
 		char why[256];
-		if (openai_req_decode(r->arena, f->call.body, c, why, sizeof why)) {
+		/* the ingress validated the body and kept its members */
+		if (openai_req_decode_members(r->arena, f->call.members, f->call.n_members, c, why,
+					      sizeof why)) {
 			fwd_attempt_end(f);
 			f->client_done = true;
 			api_error(r, 400, "invalid_request_error", "invalid_value",

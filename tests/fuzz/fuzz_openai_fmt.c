@@ -2,8 +2,9 @@
  * (providers/openai_fmt.c).
  *
  * Input: one byte choosing the mode and a split offset, then the bytes.
- *   request: decode; what decodes must encode to valid JSON that decodes
- *            again to the same message count;
+ *   request: decode (whole body, and from its top-level members: the two
+ *            agree); what decodes must encode to valid JSON that decodes
+ *            again;
  *   answer:  decode; what decodes must encode to valid JSON;
  *   stream:  decode cut at the offset and whole: the same events; what
  *            the encoder writes from them decodes again. */
@@ -65,7 +66,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char why[256];
 	if (mode == 0) {
 		struct canon_req c, c2;
-		if (openai_req_decode(a, str_make(p, n), &c, why, sizeof why) == UMB_OK) {
+		/* the two entry points agree: the whole body, or its members */
+		struct json_member mem[64];
+		size_t n_mem;
+		struct json_val root;
+		int rc_whole = openai_req_decode(a, str_make(p, n), &c, why, sizeof why);
+		if (json_parse_top(p, n, mem, 64, &n_mem, &root, NULL) == UMB_OK && root.type == JSON_OBJECT) {
+			struct canon_req cm;
+			int rc_mem = openai_req_decode_members(a, mem, n_mem, &cm, why, sizeof why);
+			/* a duplicate key may differ: the first wins in both */
+			CHECK(rc_mem == rc_whole);
+			CHECK(rc_mem || (cm.n_msgs == c.n_msgs && str_eq(cm.system, c.system)));
+		}
+		if (rc_whole == UMB_OK) {
 			struct buf b;
 			buf_init(&b, 0);
 			CHECK(openai_req_encode(&c, STR("x"), &b) == UMB_OK);

@@ -167,6 +167,17 @@ static void test_request_both_ways(void **state)
 	assert_false(c.include_usage);
 	assert_true(str_eq(c.user, STR("u-42")));
 
+	/* from the members the ingress kept: the same request */
+	struct json_member mem[32];
+	size_t n_mem;
+	struct canon_req cm;
+	assert_int_equal(json_parse_top(body, n, mem, 32, &n_mem, NULL, NULL), UMB_OK);
+	assert_int_equal(openai_req_decode_members(a, mem, n_mem, &cm, why, sizeof why), UMB_OK);
+	assert_int_equal(cm.n_msgs, c.n_msgs);
+	assert_true(str_eq(cm.system, c.system));
+	assert_int_equal(cm.max_tokens, c.max_tokens);
+	assert_int_equal(cm.msgs[2].n_parts, 2);
+
 	struct buf out;
 	buf_init(&out, 0);
 	assert_int_equal(openai_req_encode(&c, STR("upstream-model"), &out), UMB_OK);

@@ -666,6 +666,60 @@ static void enc_image(struct enc *e, const struct canon_part *p)
 	w_lit(&e->w, "}}");
 }
 
+/* Gemini 3 refuses a function-calling turn sent back without the
+ * thoughtSignature its functionCall part came with, and the canonical
+ * form has no place for it. Clients echo call ids, so the signature
+ * travels in the id: GEMINI_SIG_MARK + the base64 signature in the URL
+ * alphabet without padding ([A-Za-z0-9_-], which every client and
+ * vendor accepts in an id). */
+#define GEMINI_SIG_MARK "__ts_"
+
+/* The call id for part p (a functionCall part), its signature folded in,
+ * copied into the arena. */
+static struct str call_id_with_sig(struct arena *a, struct str response_id, int index,
+				   struct json_val part)
+{
+	char id[GEMINI_ID_MAX];
+	struct json_val sig;
+	gemini_call_id(response_id, index, id);
+	if (!json_obj_get(part, "thoughtSignature", &sig) || sig.type != JSON_STRING || sig.raw.n <= 2)
+		return str_make(arena_strndup(a, id, strlen(id)), strlen(id));
+	struct buf b;
+	buf_init(&b, 0);
+	buf_append_cstr(&b, id);
+	buf_append_lit(&b, GEMINI_SIG_MARK);
+	for (size_t i = 1; i + 1 < sig.raw.n; i++) {
+		char c = sig.raw.p[i];
+		c = c == '+' ? '-' : c == '/' ? '_' : c;
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_')
+			buf_append(&b, &c, 1); /* '=' padding and anything odd dropped */
+	}
+	struct str out = str_make(arena_strndup(a, b.p, b.n), b.n);
+	buf_clear(&b);
+	return out;
+}
+
+/* The signature folded into a call id, back in base64 with padding, or
+ * an empty string when the id carries none (a call another model made). */
+static void sig_from_id(struct str id, struct buf *out)
+{
+	const char *m = NULL;
+	for (size_t i = 0; i + sizeof GEMINI_SIG_MARK - 1 <= id.n; i++)
+		if (!memcmp(id.p + i, GEMINI_SIG_MARK, sizeof GEMINI_SIG_MARK - 1))
+			m = id.p + i;
+	if (!m)
+		return;
+	const char *p = m + sizeof GEMINI_SIG_MARK - 1, *end = id.p + id.n;
+	size_t n = 0;
+	for (; p < end; p++, n++) {
+		char c = *p == '-' ? '+' : *p == '_' ? '/' : *p;
+		buf_append(out, &c, 1);
+	}
+	while (n++ % 4)
+		buf_append_lit(out, "=");
+}
+
 static void enc_call(struct enc *e, const struct canon_part *p)
 {
 	w_lit(&e->w, "{\"functionCall\":{\"name\":");
@@ -674,7 +728,16 @@ static void enc_call(struct enc *e, const struct canon_part *p)
 	/* args is a Struct: a JSON object. Arguments that are not one (a
 	 * model's broken output echoed back) become {}. */
 	w_raw(&e->w, is_json_object(p->args) ? p->args : STR("{}"));
-	w_lit(&e->w, "}}");
+	w_lit(&e->w, "}");
+	struct buf sig;
+	buf_init(&sig, 0);
+	sig_from_id(p->id, &sig);
+	if (sig.n) {
+		w_lit(&e->w, ",\"thoughtSignature\":");
+		w_str(&e->w, buf_str(&sig));
+	}
+	buf_clear(&sig);
+	w_lit(&e->w, "}");
 	if (e->n_calls < ENC_MAX_CALLS)
 		e->calls[e->n_calls++] = p;
 }
@@ -921,6 +984,7 @@ void gemini_call_id(struct str response_id, int index, char out[GEMINI_ID_MAX])
 	snprintf(out, GEMINI_ID_MAX, "call_%s_%d", base, index);
 }
 
+
 static uint64_t usage_num(struct json_val um, const char *key, bool *seen)
 {
 	struct json_val v;
@@ -1089,14 +1153,12 @@ static void decode_parts(struct arena *a, struct json_val parts, struct str rid,
 			continue;
 		flush_text(a, &text, out);
 		struct json_val name = { 0 };
-		char id[GEMINI_ID_MAX];
 		json_obj_get(v, "name", &name);
 		buf_reset(&args);
 		call_args(v, &args);
-		gemini_call_id(rid, (int)n_calls++, id);
 		out->parts[out->n_parts++] = (struct canon_part){
 			.type = CANON_TOOL_CALL,
-			.id = str_make(arena_strndup(a, id, strlen(id)), strlen(id)),
+			.id = call_id_with_sig(a, rid, (int)n_calls++, p),
 			.name = dup_decoded(a, name),
 			.args = str_make(arena_strndup(a, args.p ? args.p : "{}", args.p ? args.n : 2),
 					 args.p ? args.n : 2),
@@ -1180,19 +1242,21 @@ static int dec_start(struct gemini_stream_dec *d, struct json_val root)
 	return dec_emit(d, ev);
 }
 
-static int dec_call(struct gemini_stream_dec *d, struct json_val fc)
+static int dec_call(struct gemini_stream_dec *d, struct json_val part, struct json_val fc)
 {
 	struct json_val name;
-	char id[GEMINI_ID_MAX];
 	int idx = d->n_tools++;
 	int rc;
-	gemini_call_id(str_cstr(d->resp_id), idx, id);
+	struct arena *a = arena_new(0); /* the id, for this event only */
+	struct str id = call_id_with_sig(a, str_cstr(d->resp_id), idx, part);
 	buf_reset(&d->scratch);
 	if (json_obj_get(fc, "name", &name))
 		json_str_decode(name, &d->scratch);
-	struct canon_ev ev = { .type = CEV_TOOL_START, .index = idx, .id = str_cstr(id),
+	struct canon_ev ev = { .type = CEV_TOOL_START, .index = idx, .id = id,
 			       .name = buf_str(&d->scratch) };
-	if ((rc = dec_emit(d, ev)))
+	rc = dec_emit(d, ev);
+	arena_free(a);
+	if (rc)
 		return rc;
 	buf_reset(&d->scratch);
 	if (call_args(fc, &d->scratch))
@@ -1219,7 +1283,7 @@ static int dec_parts(struct gemini_stream_dec *d, struct json_val parts)
 								 .text = buf_str(&d->scratch) })))
 				return rc;
 		} else if (json_obj_get(p, "functionCall", &v) && v.type == JSON_OBJECT) {
-			if ((rc = dec_call(d, v)))
+			if ((rc = dec_call(d, p, v)))
 				return rc;
 		}
 	}

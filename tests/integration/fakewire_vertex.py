@@ -549,9 +549,44 @@ def _usage(b, completion=None, final=True):
     return u
 
 
+def thought_signature(name, args):
+    """What Gemini 3 attaches to each functionCall part: opaque base64 that
+    must come back with the call. Here a digest of the call (25 bytes, so
+    the base64 has padding: the gateway must restore it exactly)."""
+    import hashlib
+    canon = json.dumps({"name": name, "args": args}, sort_keys=True, separators=(",", ":"))
+    return base64.b64encode(hashlib.sha256(b"fake-gemini:" + canon.encode()).digest()[:25]).decode()
+
+
+def check_signatures(fake, body):
+    """Gemini 3's rule: a functionCall part sent back must carry the
+    signature it was given (checked when fake.vertex_require_signatures);
+    a signature that does not match its call is refused either way."""
+    for i, c in enumerate(body.get("contents") or []):
+        for j, p in enumerate(c.get("parts") or []):
+            fc = p.get("functionCall")
+            if fc is None:
+                continue
+            where = "contents[%d].parts[%d]" % (i, j)
+            sig = p.get("thoughtSignature")
+            if sig is None:
+                if getattr(fake, "vertex_require_signatures", False):
+                    raise _bad("functionCall without thoughtSignature at " + where,
+                               "Function call is missing a thought_signature in functionCall parts. This is "
+                               "required for tools to work correctly.")
+                continue
+            if sig != thought_signature(fc.get("name"), fc.get("args", {})):
+                raise _bad("thoughtSignature %r does not match its call at %s" % (sig, where),
+                           "Corrupted thought signature.")
+
+
 def _calls(b):
-    return [{"functionCall": {"name": tc["name"], "args": json.loads(tc.get("arguments") or "{}")}}
-            for tc in (b.tool_calls or [])]
+    out = []
+    for tc in b.tool_calls or []:
+        args = json.loads(tc.get("arguments") or "{}")
+        out.append({"functionCall": {"name": tc["name"], "args": args},
+                    "thoughtSignature": thought_signature(tc["name"], args)})
+    return out
 
 
 def _response(parts, finish, usage, model, rid):
@@ -602,6 +637,7 @@ async def respond(fake, conn, req, b, keep, extra):
         check_auth(fake, req)
         proj, loc, model = check_target(fake, req, m)
         body = check_body(req)
+        check_signatures(fake, body)
     except WireError as e:
         return await _send_error(fake, conn, req, e, keep)
     req.vertex = {"project": proj, "location": loc, "model": model, "method": m.group("method"), "body": body}

@@ -261,6 +261,7 @@ def test_images_and_schema_translation(gw, vx):
 
 
 def test_tool_call_round_trip(gw, vx):
+    vx.fake.vertex_require_signatures = True  # as Gemini 3 does
     vx.fake.script(Behavior(tool_calls=[{"id": "ignored", "name": "get_weather",
                                          "arguments": "{\"city\": \"Paris\"}"}]))
     msgs = [{"role": "user", "content": "Weather in Paris?"}]
@@ -270,8 +271,10 @@ def test_tool_call_round_trip(gw, vx):
     choice = r.json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
     call = choice["message"]["tool_calls"][0]
-    # Gemini has no call ids: the gateway made one up, unique and id-safe
-    assert re.fullmatch(r"call_[A-Za-z0-9_-]+_0", call["id"]), call["id"]
+    # Gemini has no call ids: the gateway made one up, unique and id-safe,
+    # carrying the call's thoughtSignature (Gemini 3 wants it back)
+    sig = fw.thought_signature("get_weather", {"city": "Paris"})
+    assert re.fullmatch(r"call_[A-Za-z0-9_-]+_0__ts_[A-Za-z0-9_-]+", call["id"]), call["id"]
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {"city": "Paris"}
 
@@ -285,11 +288,18 @@ def test_tool_call_round_trip(gw, vx):
     assert r.status == 200, r
     assert sent(vx).json()["contents"] == [
         {"role": "user", "parts": [{"text": "Weather in Paris?"}]},
-        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}},
+                                     "thoughtSignature": sig}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "get_weather",
                                                          "response": {"output": "15 degrees"}}}]},
     ]
     assert r.json()["choices"][0]["message"]["content"] == "15 degrees in Paris."
+    # a call sent back without its signature is what Gemini 3 refuses
+    r = gw.chat("solo", tools=[WEATHER], messages=msgs + [
+        {"role": "assistant", "content": None, "tool_calls": [dict(call, id="call_other_0")]},
+        {"role": "tool", "tool_call_id": "call_other_0", "content": "15 degrees"},
+    ])
+    assert r.status == 400 and "thought_signature" in r.json()["error"]["message"], r
 
 
 def test_parallel_tool_calls_stream_and_results(gw, vx):
@@ -320,7 +330,7 @@ def test_parallel_tool_calls_stream_and_results(gw, vx):
     assert r.status == 200, r
     contents = sent(vx).json()["contents"]
     assert [c["role"] for c in contents] == ["user", "model", "user"]
-    assert [list(p) for p in contents[1]["parts"]] == [["functionCall"], ["functionCall"]]
+    assert [list(p) for p in contents[1]["parts"]] == [["functionCall", "thoughtSignature"]] * 2
     assert contents[2]["parts"] == [
         {"functionResponse": {"name": "get_weather", "response": {"temp": 15, "unit": "C"}}},
         {"functionResponse": {"name": "get_time", "response": {"output": "10:00"}}},
@@ -407,7 +417,8 @@ def test_anthropic_client_nonstream_and_stream(gw, vx):
                                       "is_error": True}]}]))
     assert r.status == 200, r
     assert sent(vx).json()["contents"][1:] == [
-        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"q": 1}}}]},
+        {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {"q": 1}},
+                                     "thoughtSignature": fw.thought_signature("f", {"q": 1})}]},
         {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": {"error": "42"}}}]}]
 
 

@@ -56,6 +56,7 @@ before(async () => {
     '--set', 'azure_key="az-key"',
     '--set', `aws_keys=${JSON.stringify({ AKIDSDKTEST: 'sdk-secret' })}`,
     '--set', 'vertex_project="proj-1"',
+    '--set', 'vertex_require_signatures=true', // as Gemini 3: call signatures must come back
     '--vertex-sa', saPath,
   ]);
   const fakeUrl = `http://127.0.0.1:${fake.port}`;

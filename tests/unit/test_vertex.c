@@ -783,6 +783,42 @@ static void test_build_service_account(void **state)
 	gcp_auth_set_hooks(NULL);
 }
 
+/* Gemini 3 wants each functionCall's thoughtSignature back: it travels
+ * in the call id the client echoes, and the encoder puts it back beside
+ * the call; a call without one (another model's) goes without. */
+static void test_thought_signature_round_trip(void **state)
+{
+	(void)state;
+	struct arena *a = arena_new(0);
+	struct canon_resp r;
+	static const char answer[] =
+		"{\"responseId\":\"r1\",\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":["
+		"{\"functionCall\":{\"name\":\"now\",\"args\":{}},\"thoughtSignature\":\"Ab+/c9==\"},"
+		"{\"functionCall\":{\"name\":\"then\",\"args\":{}}}]},\"finishReason\":\"STOP\"}]}";
+	assert_int_equal(gemini_resp_decode(a, STR(answer), &r), UMB_OK);
+	assert_int_equal(r.n_parts, 2);
+	assert_true(str_eq(r.parts[0].id, STR("call_r1_0__ts_Ab-_c9")));
+	assert_true(str_eq(r.parts[1].id, STR("call_r1_1")));
+	struct canon_part result = { .type = CANON_TOOL_RESULT, .id = r.parts[0].id, .name = STR("now"),
+				     .text = STR("12:00") };
+	struct canon_msg msgs[3] = {
+		{ .role = CANON_USER, .parts = &(struct canon_part){ .type = CANON_TEXT, .text = STR("t?") },
+		  .n_parts = 1 },
+		{ .role = CANON_ASSISTANT, .parts = r.parts, .n_parts = 2 },
+		{ .role = CANON_USER, .parts = &result, .n_parts = 1 },
+	};
+	struct canon_req req = { .msgs = msgs, .n_msgs = 3 };
+	struct buf out;
+	buf_init(&out, 0);
+	char why[160];
+	assert_int_equal(gemini_req_encode(&req, &out, why, sizeof why), UMB_OK);
+	assert_non_null(strstr(out.p, "{\"functionCall\":{\"name\":\"now\",\"args\":{}},"
+				      "\"thoughtSignature\":\"Ab+/c9==\"}"));
+	assert_non_null(strstr(out.p, "{\"functionCall\":{\"name\":\"then\",\"args\":{}}}"));
+	buf_clear(&out);
+	arena_free(a);
+}
+
 int main(void)
 {
 	log_min_level = LOG_ERROR + 1; /* the refusals above log by design */
@@ -796,6 +832,7 @@ int main(void)
 		cmocka_unit_test(test_encode_images),
 		cmocka_unit_test(test_schema_edges),
 		cmocka_unit_test(test_decode_goldens),
+		cmocka_unit_test(test_thought_signature_round_trip),
 		cmocka_unit_test(test_decode_garbage),
 		cmocka_unit_test(test_call_ids),
 		cmocka_unit_test(test_stream_goldens),

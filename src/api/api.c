@@ -51,19 +51,18 @@ static void api_errorv(struct req *r, int status, struct str extra, const char *
 	buf_init(&b, 0);
 	if (api_dialect(r) == DIALECT_ANTHROPIC) {
 		anthropic_error_body(anthropic_error_type(status, type), msg, &b);
-		goto send;
+	} else {
+		buf_append_cstr(&b, "{\"error\":{\"message\":");
+		json_write_cstr(&b, msg);
+		buf_append_cstr(&b, ",\"type\":");
+		json_write_cstr(&b, type);
+		buf_append_cstr(&b, ",\"param\":null,\"code\":");
+		if (code)
+			json_write_cstr(&b, code);
+		else
+			buf_append_cstr(&b, "null");
+		buf_append_cstr(&b, "}}");
 	}
-	buf_append_cstr(&b, "{\"error\":{\"message\":");
-	json_write_cstr(&b, msg);
-	buf_append_cstr(&b, ",\"type\":");
-	json_write_cstr(&b, type);
-	buf_append_cstr(&b, ",\"param\":null,\"code\":");
-	if (code)
-		json_write_cstr(&b, code);
-	else
-		buf_append_cstr(&b, "null");
-	buf_append_cstr(&b, "}}");
-send:;
 	char *body = arena_strndup(r->arena, b.p, b.n);
 	struct http_resp resp = { .status = status,
 				  .content_type = "application/json",

@@ -48,50 +48,7 @@ static const struct provider_ops *ops;
 /* golden files                                                        */
 /* ------------------------------------------------------------------ */
 
-static char *slurp(const char *name, size_t *n)
-{
-	char path[512];
-	snprintf(path, sizeof path, GOLDEN_DIR "%s", name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s (run from the repository root)", path);
-	struct buf b;
-	buf_init(&b, 0);
-	char tmp[4096];
-	size_t k;
-	while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
-		assert_int_equal(buf_append(&b, tmp, k), 0);
-	fclose(f);
-	char *out = malloc(b.n + 1);
-	memcpy(out, b.p ? b.p : "", b.n);
-	out[b.n] = 0;
-	*n = b.n;
-	buf_clear(&b);
-	return out;
-}
-
-/* got must equal the golden file `name` (one trailing newline in the file
- * is not part of the value). */
-static void golden_check(const char *name, struct str got)
-{
-	char path[512];
-	snprintf(path, sizeof path, GOLDEN_DIR "%s", name);
-	if (getenv("UMBRA_UPDATE_GOLDEN")) {
-		FILE *f = fopen(path, "wb");
-		assert_non_null(f);
-		fwrite(got.p, 1, got.n, f);
-		fputc('\n', f);
-		fclose(f);
-		return;
-	}
-	size_t n;
-	char *want = slurp(name, &n);
-	if (n && want[n - 1] == '\n')
-		n--;
-	if (!str_eq(got, str_make(want, n)))
-		fail_msg("%s differs\n got:  %.*s\n want: %.*s", path, STR_FMT(got), (int)n, want);
-	free(want);
-}
+#include "golden.h"
 
 /* ------------------------------------------------------------------ */
 /* canonical requests                                                  */
@@ -512,7 +469,7 @@ static void expect_answer(const char *name)
 	snprintf(in, sizeof in, "%s.json", name);
 	snprintf(exp, sizeof exp, "%s.expect", name);
 	size_t n;
-	char *body = slurp(in, &n);
+	char *body = golden_slurp(in, &n);
 	struct arena *a = arena_new(0);
 	struct canon_resp r;
 	struct upstream_call call = { .op = UPSTREAM_CHAT };
@@ -723,7 +680,7 @@ static void expect_stream(const char *name)
 	snprintf(in_name, sizeof in_name, "%s.ndjson", name);
 	snprintf(exp_name, sizeof exp_name, "%s.events", name);
 	size_t n;
-	char *in = slurp(in_name, &n);
+	char *in = golden_slurp(in_name, &n);
 	struct trace whole;
 	trace_init(&whole);
 	run_stream(in, n, NULL, 0, &whole);
@@ -866,7 +823,7 @@ static void test_stream_sink_stops(void **state)
 {
 	(void)state;
 	size_t n;
-	char *in = slurp("stream_text.ndjson", &n);
+	char *in = golden_slurp("stream_text.ndjson", &n);
 	for (int stop = 1; stop <= 4; stop++) {
 		struct trace t;
 		trace_init(&t);
@@ -895,7 +852,7 @@ static void test_embed_answer(void **state)
 {
 	(void)state;
 	size_t n;
-	char *body = slurp("embed_answer.json", &n);
+	char *body = golden_slurp("embed_answer.json", &n);
 	struct arena *a = arena_new(0);
 	struct upstream_call call = { .op = UPSTREAM_EMBEDDINGS, .requested_model = STR("client-embed") };
 	struct buf out;

@@ -1,8 +1,8 @@
 /* test_openai_fmt.c — the OpenAI format ↔ canonical translators
  * (providers/openai_fmt.c) against golden files in tests/unit/golden/openai/.
  *
- * Golden outputs were written once with UMBRA_UPDATE_GOLDEN=1 and read by
- * hand; a test fails on any difference. Timestamps ("created") and random
+ * Golden outputs were written once with UMBRA_UPDATE_GOLDEN=1 (golden.h)
+ * and read by hand; a test fails on any difference. Timestamps ("created") and random
  * ids are normalised before comparing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,22 +17,8 @@
 #include "core/json.h"
 #include "providers/openai_fmt.h"
 
-#define GOLDEN "tests/unit/golden/openai/"
-
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *p = malloc((size_t)len + 1);
-	assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-	p[len] = 0;
-	fclose(f);
-	*n = (size_t)len;
-	return p;
-}
+#define GOLDEN_DIR "tests/unit/golden/openai/"
+#include "golden.h"
 
 /* "created":DIGITS → "created":0 so outputs are stable. */
 static void normalise(struct buf *b)
@@ -49,27 +35,6 @@ static void normalise(struct buf *b)
 		*d = '0';
 		p = d;
 	}
-}
-
-/* Compare with a golden file, or write it under UMBRA_UPDATE_GOLDEN=1. */
-static void golden(const char *name, struct str got)
-{
-	char path[256];
-	snprintf(path, sizeof path, GOLDEN "%s", name);
-	if (getenv("UMBRA_UPDATE_GOLDEN")) {
-		FILE *f = fopen(path, "wb");
-		assert_non_null(f);
-		fwrite(got.p, 1, got.n, f);
-		fclose(f);
-		return;
-	}
-	size_t n;
-	char *want = slurp(path, &n);
-	if (n != got.n || memcmp(want, got.p, n)) {
-		fprintf(stderr, "golden %s differs; got:\n%.*s\n", name, (int)got.n, got.p);
-		fail();
-	}
-	free(want);
 }
 
 /* ---- canonical events as text, one line each ---- */
@@ -135,7 +100,7 @@ static void test_request_both_ways(void **state)
 {
 	(void)state;
 	size_t n;
-	char *body = slurp(GOLDEN "req_tools.json", &n);
+	char *body = golden_slurp("req_tools.json", &n);
 	struct arena *a = arena_new(0);
 	struct canon_req c;
 	char why[256] = "";
@@ -182,7 +147,7 @@ static void test_request_both_ways(void **state)
 	buf_init(&out, 0);
 	assert_int_equal(openai_req_encode(&c, STR("upstream-model"), &out), UMB_OK);
 	assert_int_equal(json_parse(out.p, out.n, NULL, NULL), UMB_OK);
-	golden("req_tools.out.json", buf_str(&out));
+	golden_check("req_tools.out.json", buf_str(&out));
 	buf_clear(&out);
 	arena_free(a);
 	free(body);
@@ -231,7 +196,7 @@ static void test_answer_both_ways(void **state)
 {
 	(void)state;
 	size_t n;
-	char *body = slurp(GOLDEN "resp_tools.json", &n);
+	char *body = golden_slurp("resp_tools.json", &n);
 	struct arena *a = arena_new(0);
 	struct canon_resp r;
 	assert_int_equal(openai_resp_decode(a, str_make(body, n), &r), UMB_OK);
@@ -244,7 +209,7 @@ static void test_answer_both_ways(void **state)
 	buf_init(&out, 0);
 	assert_int_equal(openai_resp_encode(&r, STR("my-gpt"), &out), UMB_OK);
 	normalise(&out);
-	golden("resp_tools.out.json", buf_str(&out));
+	golden_check("resp_tools.out.json", buf_str(&out));
 	buf_clear(&out);
 	assert_int_equal(openai_resp_decode(a, STR("{\"choices\":[]}"), &r), UMB_ERR);
 	assert_int_equal(openai_resp_decode(a, STR("<html>"), &r), UMB_ERR);
@@ -258,11 +223,11 @@ static void test_stream_decode_every_split(void **state)
 {
 	(void)state;
 	size_t n;
-	char *s = slurp(GOLDEN "stream_tools.sse", &n);
+	char *s = golden_slurp("stream_tools.sse", &n);
 	struct buf whole;
 	buf_init(&whole, 0);
 	assert_int_equal(decode_stream(s, n, n, 0, &whole), UMB_OK);
-	golden("stream_tools.events", buf_str(&whole));
+	golden_check("stream_tools.events", buf_str(&whole));
 	/* one event split across reads at every byte, and in three pieces */
 	for (size_t cut = 0; cut <= n; cut++) {
 		struct buf b;
@@ -313,7 +278,7 @@ static void test_stream_encode(void **state)
 {
 	(void)state;
 	size_t n;
-	char *s = slurp(GOLDEN "stream_tools.sse", &n);
+	char *s = golden_slurp("stream_tools.sse", &n);
 	for (int usage = 0; usage < 2; usage++) {
 		struct enc_ctx c;
 		buf_init(&c.out, 0);
@@ -324,7 +289,7 @@ static void test_stream_encode(void **state)
 		assert_int_equal(openai_stream_dec_feed(&d, s, n, &sink), UMB_OK);
 		openai_stream_dec_clear(&d);
 		normalise(&c.out);
-		golden(usage ? "stream_tools.usage.out.sse" : "stream_tools.out.sse", buf_str(&c.out));
+		golden_check(usage ? "stream_tools.usage.out.sse" : "stream_tools.out.sse", buf_str(&c.out));
 		/* what we write decodes back to the same events */
 		struct buf again, first;
 		buf_init(&again, 0);

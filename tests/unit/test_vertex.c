@@ -32,50 +32,7 @@
 /* ------------------------------------------------------------------ */
 /* golden files                                                        */
 
-static char *slurp(const char *name, size_t *n)
-{
-	char path[512];
-	snprintf(path, sizeof path, GOLDEN_DIR "%s", name);
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		fail_msg("cannot open %s (run from the repository root)", path);
-	struct buf b;
-	buf_init(&b, 0);
-	char tmp[4096];
-	size_t k;
-	while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
-		assert_int_equal(buf_append(&b, tmp, k), 0);
-	fclose(f);
-	char *out = malloc(b.n + 1);
-	memcpy(out, b.p ? b.p : "", b.n);
-	out[b.n] = 0;
-	*n = b.n;
-	buf_clear(&b);
-	return out;
-}
-
-/* got must equal the golden file (one trailing newline in the file is
- * not part of the value). */
-static void golden_check(const char *name, struct str got)
-{
-	char path[512];
-	snprintf(path, sizeof path, GOLDEN_DIR "%s", name);
-	if (getenv("UMBRA_UPDATE_GOLDEN")) {
-		FILE *f = fopen(path, "wb");
-		assert_non_null(f);
-		fwrite(got.p, 1, got.n, f);
-		fputc('\n', f);
-		fclose(f);
-	}
-	size_t n;
-	char *want = slurp(name, &n);
-	if (n && want[n - 1] == '\n')
-		n--;
-	if (n != got.n || memcmp(want, got.p, n))
-		fail_msg("%s differs:\n--- want\n%.*s\n--- got\n%.*s", name, (int)n, want,
-			 (int)got.n, got.p);
-	free(want);
-}
+#include "golden.h"
 
 /* ------------------------------------------------------------------ */
 /* canonical requests built by hand                                    */
@@ -378,7 +335,7 @@ static void dump_resp(struct buf *o, const struct canon_resp *r)
 static void expect_decoded(const char *in, const char *exp)
 {
 	size_t n;
-	char *body = slurp(in, &n);
+	char *body = golden_slurp(in, &n);
 	struct arena *a = arena_new(0);
 	struct canon_resp r;
 	assert_int_equal(gemini_resp_decode(a, str_make(body, n), &r), 0);
@@ -540,7 +497,7 @@ static void run_stream(const char *in, size_t n, const size_t *cuts, size_t n_cu
 static void expect_stream(const char *in_name, const char *exp_name)
 {
 	size_t n;
-	char *in = slurp(in_name, &n);
+	char *in = golden_slurp(in_name, &n);
 	struct ev_log whole, other;
 	run_stream(in, n, NULL, 0, false, 0, &whole);
 	golden_check(exp_name, buf_str(&whole.b));
@@ -575,7 +532,7 @@ static void test_stream_sink_stop(void **state)
 {
 	(void)state;
 	size_t n;
-	char *in = slurp("stream_text.sse", &n);
+	char *in = golden_slurp("stream_text.sse", &n);
 	struct ev_log l;
 	run_stream(in, n, NULL, 0, false, 2, &l);
 	assert_string_equal(l.b.p, "START id=\"resp-s1\" model=\"gemini-2.0-flash-001\"\n"
